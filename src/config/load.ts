@@ -1,0 +1,106 @@
+// Reads a YAML config file, expands ${ENV} references and validates it, turning every failure into a
+// ConfigError that names the file, the key path and what was expected.
+import { readFileSync } from 'node:fs';
+import { parseDocument } from 'yaml';
+import type { z } from 'zod';
+import { configSchema, type FerryConfig } from './schema.js';
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(
+    readonly file: string,
+    readonly problems: { path: string; message: string }[],
+  ) {
+    super(`invalid config ${file}:\n${problems.map((p) => `  ${p.path || '(top level)'}: ${p.message}`).join('\n')}`);
+  }
+}
+
+/**
+ * Replaces `${NAME}` (and `${NAME:-default}`) in every string of a parsed YAML tree. A missing variable
+ * without a default is reported with the key path that used it. `$${...}` escapes to a literal `${...}`.
+ */
+export function interpolateEnv(
+  value: unknown,
+  env: NodeJS.ProcessEnv,
+  path: (string | number)[] = [],
+  problems: { path: string; message: string }[] = [],
+): unknown {
+  if (typeof value === 'string') {
+    return value.replace(/\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (whole, escape: string, name: string, dflt?: string) => {
+      if (escape) return whole.slice(1);
+      const v = env[name];
+      if (v !== undefined) return v;
+      if (dflt !== undefined) return dflt;
+      problems.push({ path: formatPath(path), message: `environment variable ${name} is not set` });
+      return '';
+    });
+  }
+  if (Array.isArray(value)) return value.map((v, i) => interpolateEnv(v, env, [...path, i], problems));
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, interpolateEnv(v, env, [...path, k], problems)]));
+  }
+  return value;
+}
+
+export function formatPath(path: readonly PropertyKey[]): string {
+  return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`)).join('');
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  switch (issue.code) {
+    case 'unrecognized_keys':
+      return `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
+    case 'invalid_type':
+      return `expected ${issue.expected}${issue.input === undefined ? ' (missing)' : `, got ${describeValue(issue.input)}`}`;
+    case 'invalid_value':
+      return `expected one of ${issue.values.map((v) => JSON.stringify(v)).join(' | ')}, got ${describeValue(issue.input)}`;
+    case 'invalid_union':
+      return `${issue.message}${issue.input === undefined ? '' : `, got ${describeValue(issue.input)}`}`;
+    default:
+      return issue.message;
+  }
+}
+
+function describeValue(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'a map';
+  return JSON.stringify(v);
+}
+
+/** Validates an already-parsed config object (from YAML or from the programmatic API). */
+export function parseConfig(raw: unknown, file = '<inline>', env: NodeJS.ProcessEnv = process.env): FerryConfig {
+  const problems: { path: string; message: string }[] = [];
+  const expanded = interpolateEnv(raw ?? {}, env, [], problems);
+  if (problems.length) throw new ConfigError(file, problems);
+  const result = configSchema.safeParse(expanded);
+  if (!result.success) {
+    throw new ConfigError(
+      file,
+      result.error.issues.map((issue) => {
+        // Unknown keys are reported at the object holding them; name the key itself in the path.
+        const path = issue.code === 'unrecognized_keys' && issue.keys.length === 1 ? [...issue.path, issue.keys[0]!] : issue.path;
+        return { path: formatPath(path), message: describeIssue(issue) };
+      }),
+    );
+  }
+  return result.data;
+}
+
+/** Reads and validates a config file. Throws ConfigError for every problem (I/O, YAML, schema). */
+export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): FerryConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(file, [{ path: '', message: `cannot read file: ${(err as Error).message}` }]);
+  }
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length) {
+    throw new ConfigError(
+      file,
+      doc.errors.map((e) => ({ path: e.linePos ? `line ${e.linePos[0].line}` : '', message: e.message.split('\n')[0]! })),
+    );
+  }
+  return parseConfig(doc.toJS(), file, env);
+}

@@ -1,0 +1,196 @@
+// The configuration contract (DESIGN.md "Config"). Every object is strict: an unknown key is an error,
+// because a typo such as `overide: false` silently ignored would overwrite a customer's tags.
+import { z } from 'zod';
+import { parseBandwidth, parseSize } from './units.js';
+
+const bandwidth = z
+  .union([z.string(), z.number()])
+  .transform((v, ctx) => {
+    const parsed = parseBandwidth(v);
+    if (parsed === null) {
+      ctx.addIssue({ code: 'custom', message: `expected a bandwidth such as 200Mbps, 25MB/s or 512KiB/s (0 = unlimited), got ${JSON.stringify(v)}` });
+      return z.NEVER;
+    }
+    return parsed;
+  });
+
+const size = z
+  .union([z.string(), z.number()])
+  .transform((v, ctx) => {
+    const parsed = parseSize(v);
+    if (parsed === null) {
+      ctx.addIssue({ code: 'custom', message: `expected a size such as 16MiB, 512KB or a number of bytes, got ${JSON.stringify(v)}` });
+      return z.NEVER;
+    }
+    return parsed;
+  });
+
+const url = z.string().refine((v) => /^https?:\/\/[^/\s]+/i.test(v), {
+  message: 'expected an absolute URL with scheme, e.g. https://harbor.example.com (http:// only when meant)',
+});
+
+export const registryKinds = ['harbor', 'registry', 'tcr', 'swr'] as const;
+
+export const limitsSchema = z.strictObject({
+  /** Requests per second the client may send to this registry (all requests, all repositories). */
+  requestsPerSecond: z.number().positive().optional(),
+  /** Requests in flight to this registry at once. */
+  maxConcurrency: z.number().int().positive().optional(),
+});
+
+export const tcrSchema = z.strictObject({
+  secretId: z.string().min(1),
+  secretKey: z.string().min(1),
+  region: z.string().min(1),
+  instanceId: z.string().min(1),
+  apiEndpoint: url.optional(),
+  /** Session token of temporary cloud credentials (X-TC-Token). */
+  token: z.string().optional(),
+});
+
+export const swrSchema = z.strictObject({
+  region: z.string().min(1),
+  accessKey: z.string().min(1).optional(),
+  secretKey: z.string().min(1).optional(),
+  cloud: z.enum(['huaweicloud', 'otc']).default('huaweicloud'),
+  apiEndpoint: url.optional(),
+  /** Rewrite OCI manifests and indexes to Docker schema 2 media types (changes digests). */
+  convertToDocker: z.boolean().default(false),
+});
+
+export const harborSchema = z.strictObject({
+  /** Create missing destination projects as public (default private). */
+  publicProjects: z.boolean().default(false),
+  /** Also list ChartMuseum charts (Harbor up to 2.7) when `kinds` includes chart. */
+  chartMuseum: z.boolean().default(true),
+});
+
+export const registrySchema = z.strictObject({
+  url,
+  kind: z.enum(registryKinds).default('registry'),
+  username: z.string().optional(),
+  password: z.string().optional(),
+  insecure: z.boolean().default(false),
+  caFile: z.string().optional(),
+  limits: limitsSchema.optional(),
+  tcr: tcrSchema.optional(),
+  swr: swrSchema.optional(),
+  harbor: harborSchema.optional(),
+});
+
+export const kinds = ['image', 'chart', 'artifact'] as const;
+
+export const filtersSchema = z.strictObject({
+  repositories: z.array(z.string()).optional(),
+  excludeRepositories: z.array(z.string()).optional(),
+  tags: z.array(z.string()).optional(),
+  excludeTags: z.array(z.string()).optional(),
+  tagRegex: z.string().optional(),
+  semver: z.string().optional(),
+  latest: z.number().int().positive().optional(),
+  labels: z.array(z.string()).optional(),
+  kinds: z.array(z.enum(kinds)).optional(),
+  untagged: z.boolean().default(false),
+});
+
+export const flattenLevels = ['none', '1', '2', '3', 'all'] as const;
+
+const flatten = z
+  .union([z.enum(flattenLevels), z.literal(1), z.literal(2), z.literal(3)])
+  .transform((v) => String(v) as (typeof flattenLevels)[number]);
+
+export const triggerSchema = z.union([
+  z.literal('manual'),
+  z.literal('event'),
+  z.strictObject({ schedule: z.string().min(1), timezone: z.string().optional() }),
+]);
+
+export const ruleSchema = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'expected letters, digits, ".", "_" or "-"'),
+  source: z.string(),
+  destination: z.string(),
+  filters: filtersSchema.default({ untagged: false }),
+  destinationNamespace: z.string().optional(),
+  flatten: flatten.default('none'),
+  rename: z.array(z.strictObject({ from: z.string(), to: z.string() })).default([]),
+  override: z.boolean().default(true),
+  platforms: z.array(z.string()).default([]),
+  deleteRemote: z.boolean().default(false),
+  copyReferrers: z.boolean().default(true),
+  bandwidth: bandwidth.optional(),
+  trigger: triggerSchema.default('manual'),
+  enabled: z.boolean().default(true),
+});
+
+export const transferSchema = z.strictObject({
+  concurrency: z.number().int().positive().default(8),
+  /** Bytes per second for the whole process; 0 = unlimited. */
+  bandwidth: bandwidth.default(0),
+  /** 0 = monolithic PUT; otherwise PATCH chunks of this many bytes. */
+  chunkSize: size.default(0),
+  retries: z.number().int().min(0).default(5),
+  stateDir: z.string().default('.ferry'),
+  /** Journal entries older than this are re-checked with a HEAD before being trusted (seconds, 0 = always trust). */
+  journalMaxAge: z.number().int().min(0).default(7 * 24 * 3600),
+  /** Blobs at least this large get mid-blob resume when chunked uploads are on. */
+  resumeThreshold: size.default(64 * 1024 * 1024),
+  /** Idle time allowed on one request before it is aborted (seconds). */
+  requestTimeout: z.number().positive().default(120),
+  /** Seconds SIGINT/SIGTERM waits for in-flight blobs before checkpointing and exiting. */
+  gracePeriod: z.number().min(0).default(30),
+  /** Artifacts (manifest trees) processed at once; blobs are bounded separately by `concurrency`. */
+  artifactConcurrency: z.number().int().positive().default(16),
+});
+
+export const daemonSchema = z.strictObject({
+  listen: z.string().default('127.0.0.1:8480'),
+  /** Bearer token for the API; required when listening on anything but loopback. */
+  token: z.string().optional(),
+  /** Expected Authorization header value of Harbor's webhook policy ("Auth Header"). */
+  webhookAuth: z.string().optional(),
+  timezone: z.string().optional(),
+  /** Executions kept in history. */
+  historyLimit: z.number().int().positive().default(500),
+});
+
+export const configSchema = z
+  .strictObject({
+    registries: z.record(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/), registrySchema),
+    transfer: transferSchema.default(() => transferSchema.parse({})),
+    rules: z.array(ruleSchema).default([]),
+    daemon: daemonSchema.optional(),
+  })
+  .superRefine((cfg, ctx) => {
+    const names = new Set<string>();
+    cfg.rules.forEach((rule, i) => {
+      if (names.has(rule.name)) ctx.addIssue({ code: 'custom', path: ['rules', i, 'name'], message: `duplicate rule name "${rule.name}"` });
+      names.add(rule.name);
+      for (const key of ['source', 'destination'] as const) {
+        if (!cfg.registries[rule[key]]) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['rules', i, key],
+            message: `unknown registry "${rule[key]}" (defined: ${Object.keys(cfg.registries).join(', ') || 'none'})`,
+          });
+        }
+      }
+    });
+    for (const [name, reg] of Object.entries(cfg.registries)) {
+      if (reg.kind === 'tcr' && !reg.tcr && !(reg.username && reg.password)) {
+        ctx.addIssue({ code: 'custom', path: ['registries', name], message: 'a tcr registry needs username/password or tcr: {secretId, secretKey, region, instanceId}' });
+      }
+      if (reg.kind === 'swr' && !reg.swr && !(reg.username && reg.password)) {
+        ctx.addIssue({ code: 'custom', path: ['registries', name], message: 'an swr registry needs username/password or swr: {region, accessKey, secretKey}' });
+      }
+    }
+  });
+
+export type FerryConfig = z.output<typeof configSchema>;
+export type FerryConfigInput = z.input<typeof configSchema>;
+export type RegistryConfig = z.output<typeof registrySchema>;
+export type RuleConfig = z.output<typeof ruleSchema>;
+export type FiltersConfig = z.output<typeof filtersSchema>;
+export type TransferConfig = z.output<typeof transferSchema>;
+export type DaemonConfig = z.output<typeof daemonSchema>;
+export type FlattenLevel = (typeof flattenLevels)[number];
+export type ArtifactKind = (typeof kinds)[number];

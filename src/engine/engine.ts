@@ -1,0 +1,304 @@
+// The engine: one configured set of registries, one journal, one blob queue and one bandwidth cap for
+// the life of a process. The CLI runs one sync with it; the daemon keeps it and runs many.
+import { EventEmitter } from 'node:events';
+import PQueue from 'p-queue';
+import type { Logger } from 'pino';
+import type { FerryConfig, RuleConfig } from '../config/schema.js';
+import { silentLogger } from '../log.js';
+import { buildRulePlan } from '../plan/build.js';
+import { compileFilters } from '../plan/filters.js';
+import type { RulePlan, SourceArtifact, WorkItem } from '../plan/types.js';
+import { createProvider, registryKey } from '../providers/index.js';
+import type { Provider } from '../providers/types.js';
+import { AuthError, UnreachableError } from '../registry/errors.js';
+import { ArtifactCopier, type ManifestHooks } from '../transfer/artifact-copier.js';
+import { BlobCopier, type UploadStrategy } from '../transfer/blob-copier.js';
+import { Journal } from '../transfer/journal.js';
+import { RuleStats, type TransferEvents } from '../transfer/stats.js';
+import { TokenBucket } from '../transfer/throttle.js';
+import { type RuleReport, type SyncReport, plannedCopy, summarize } from './report.js';
+
+/** A registry could not be reached or refused the credentials before anything was copied (exit 3). */
+export class PreflightError extends Error {
+  override name = 'PreflightError';
+  constructor(readonly failures: { registry: string; message: string }[]) {
+    super(`registry check failed:\n${failures.map((f) => `  ${f.registry}: ${f.message}`).join('\n')}`);
+  }
+}
+
+/** A rule name given on the command line or API that the config does not define (exit 2). */
+export class UnknownRuleError extends Error {
+  override name = 'UnknownRuleError';
+}
+
+export interface EngineOptions {
+  logger?: Logger | undefined;
+  /** Overrides transfer.stateDir; `false` keeps the journal in memory (tests, one-off copies). */
+  stateDir?: string | false | undefined;
+  events?: EventEmitter<TransferEvents> | undefined;
+  uploadStrategy?: UploadStrategy | undefined;
+  hooks?: ManifestHooks | undefined;
+}
+
+export interface SyncOptions {
+  /** Rule names to run; all enabled rules when empty. */
+  rules?: string[] | undefined;
+  dryRun?: boolean | undefined;
+  signal?: AbortSignal | undefined;
+  /** Skip the reachability check (the daemon checks at start-up and on /readyz instead). */
+  skipPreflight?: boolean | undefined;
+  /** Use these artifacts instead of listing the source (webhook-triggered runs). */
+  artifacts?: ((rule: RuleConfig) => SourceArtifact[] | AsyncIterable<SourceArtifact> | undefined) | undefined;
+  /** Keep only some repositories (sharding). */
+  repositoryFilter?: ((sourceRepository: string) => boolean) | undefined;
+}
+
+export class Engine {
+  readonly config: FerryConfig;
+  readonly logger: Logger;
+  readonly events: EventEmitter<TransferEvents>;
+  readonly journal: Journal;
+  /** The process-wide bandwidth cap; `setBandwidth` changes it for transfers in flight too. */
+  readonly processBucket: TokenBucket;
+  readonly blobs: BlobCopier;
+  readonly artifacts: ArtifactCopier;
+  private readonly artifactQueue: PQueue;
+  private readonly providers = new Map<string, Provider>();
+  private readonly ruleBuckets = new Map<string, TokenBucket>();
+
+  constructor(config: FerryConfig, opts: EngineOptions = {}) {
+    this.config = config;
+    this.logger = opts.logger ?? silentLogger;
+    this.events = opts.events ?? new EventEmitter<TransferEvents>();
+    const stateDir = opts.stateDir === false ? undefined : (opts.stateDir ?? config.transfer.stateDir);
+    this.journal = Journal.open(stateDir);
+    this.processBucket = new TokenBucket(config.transfer.bandwidth);
+    this.blobs = new BlobCopier({
+      concurrency: config.transfer.concurrency,
+      retries: config.transfer.retries,
+      journal: this.journal,
+      journalMaxAgeMs: config.transfer.journalMaxAge * 1000,
+      processBucket: this.processBucket,
+      logger: this.logger,
+      uploadStrategy: opts.uploadStrategy,
+    });
+    this.artifacts = new ArtifactCopier(this.blobs, this.journal, this.logger, opts.hooks);
+    this.artifactQueue = new PQueue({ concurrency: config.transfer.artifactConcurrency });
+  }
+
+  provider(name: string): Provider {
+    let p = this.providers.get(name);
+    if (!p) {
+      const cfg = this.config.registries[name];
+      if (!cfg) throw new Error(`unknown registry "${name}"`);
+      p = createProvider(name, cfg, {
+        transfer: this.config.transfer,
+        logger: this.logger.child({ registry: name }),
+        onRetry: (registry) => this.events.emit('retry', registry),
+      });
+      this.providers.set(name, p);
+    }
+    return p;
+  }
+
+  /** Changes the process bandwidth cap (bytes/s, 0 = unlimited) for running and future transfers. */
+  setBandwidth(bytesPerSecond: number): void {
+    this.processBucket.setRate(bytesPerSecond);
+  }
+
+  selectRules(names?: string[]): RuleConfig[] {
+    if (!names?.length) return this.config.rules.filter((r) => r.enabled);
+    return names.map((n) => {
+      const rule = this.config.rules.find((r) => r.name === n);
+      if (!rule) throw new UnknownRuleError(`unknown rule "${n}" (defined: ${this.config.rules.map((r) => r.name).join(', ') || 'none'})`);
+      return rule;
+    });
+  }
+
+  /** Pings every registry the rules use; throws PreflightError naming each that failed. */
+  async preflight(rules: RuleConfig[], destinations = true): Promise<void> {
+    const names = new Set(rules.flatMap((r) => (destinations ? [r.source, r.destination] : [r.source])));
+    const failures: { registry: string; message: string }[] = [];
+    await Promise.all(
+      [...names].map(async (name) => {
+        try {
+          await this.provider(name).client.ping();
+        } catch (err) {
+          if (err instanceof UnreachableError || err instanceof AuthError) failures.push({ registry: name, message: err.message });
+          else failures.push({ registry: name, message: (err as Error).message });
+        }
+      }),
+    );
+    if (failures.length) throw new PreflightError(failures.sort((a, b) => a.registry.localeCompare(b.registry)));
+  }
+
+  /** Lists the source and builds the rule's plan (no writes). */
+  async plan(rule: RuleConfig, opts: SyncOptions = {}): Promise<RulePlan> {
+    const source = this.provider(rule.source);
+    const destination = this.provider(rule.destination);
+    const filters = compileFilters(rule.filters);
+    const given = opts.artifacts?.(rule);
+    const keepRepo = (repo: string) => filters.repositoryMatches(repo) && (opts.repositoryFilter?.(repo) ?? true);
+    const artifacts =
+      given ??
+      source.listArtifacts({
+        repositoryMayMatch: keepRepo,
+        includeChartMuseum: !rule.filters.kinds || rule.filters.kinds.includes('chart'),
+        signal: opts.signal,
+      });
+    const plan = await buildRulePlan(rule, filterRepos(artifacts, keepRepo), {
+      sourceRegistry: rule.source,
+      destinationRegistry: rule.destination,
+      validateDestination: (repo) => destination.validateDestination(repo),
+    });
+    return plan;
+  }
+
+  /** Runs rules once: plan, then copy every planned artifact; one failure never stops the others. */
+  async sync(opts: SyncOptions = {}): Promise<SyncReport> {
+    const startedAt = new Date();
+    const rules = this.selectRules(opts.rules);
+    if (!opts.skipPreflight) await this.preflight(rules, !opts.dryRun);
+    const reports = await Promise.all(rules.map((rule) => this.runRule(rule, opts)));
+    return summarize(reports, startedAt, !!opts.dryRun, !!opts.signal?.aborted);
+  }
+
+  async runRule(rule: RuleConfig, opts: SyncOptions = {}): Promise<RuleReport> {
+    const started = Date.now();
+    const stats = new RuleStats(rule.name, this.events);
+    const report: RuleReport = {
+      name: rule.name,
+      source: rule.source,
+      destination: rule.destination,
+      status: 'ok',
+      artifacts: { planned: 0, copied: 0, present: 0, skipped: 0, failed: 0 },
+      blobs: stats.blobs,
+      referrers: 0,
+      bytes: 0,
+      durationMs: 0,
+      items: stats.artifacts,
+      problems: [],
+      deleted: [],
+    };
+    try {
+      const plan = await this.plan(rule, opts);
+      report.problems = plan.problems;
+      report.artifacts.planned = plan.items.length;
+      if (opts.dryRun) {
+        report.plan = plan.items.map(plannedCopy);
+        report.status = 'planned';
+      } else {
+        await this.execute(rule, plan.items, stats, opts.signal);
+        report.artifacts.copied = stats.count('copied');
+        report.artifacts.present = stats.count('present');
+        report.artifacts.skipped = stats.count('skipped');
+        report.artifacts.failed = stats.count('failed') + plan.problems.length;
+        report.bytes = stats.bytes;
+        report.referrers = stats.artifacts.reduce((n, a) => n + (a.referrers ?? 0), 0);
+        report.status = opts.signal?.aborted ? 'cancelled' : report.artifacts.failed ? 'partial' : 'ok';
+      }
+    } catch (err) {
+      this.logger.error({ rule: rule.name, err: (err as Error).message }, 'rule failed');
+      report.status = 'failed';
+      report.error = (err as Error).message;
+    }
+    report.durationMs = Date.now() - started;
+    return report;
+  }
+
+  private async execute(rule: RuleConfig, items: WorkItem[], stats: RuleStats, signal?: AbortSignal): Promise<void> {
+    const source = this.provider(rule.source);
+    const destination = this.provider(rule.destination);
+    const destinationKey = registryKey(rule.destination, destination.config);
+    const filters = compileFilters(rule.filters);
+    const ruleBucket = this.ruleBucket(rule);
+    await Promise.all(
+      items.map((item) =>
+        this.artifactQueue
+          .add(
+            () =>
+              this.artifacts.copy({
+                item,
+                source: source.client,
+                destination: destination.client,
+                destinationKey,
+                override: rule.override,
+                stats,
+                ruleBucket,
+                signal,
+                kindAllowed: (kind) => filters.kindAllowed(kind),
+                prepareDestination: (repo) => destination.prepareDestination(repo),
+              }),
+            { signal },
+          )
+          .catch((err: unknown) => {
+            // Aborted before it started: not a failure of the artifact.
+            if (!signal?.aborted) throw err;
+          }),
+      ),
+    );
+  }
+
+  /** Copies one artifact (`ferry copy`, the programmatic `copy()`): tag or digest, all platforms. */
+  async copy(
+    from: { registry: string; repository: string; reference: string },
+    to: { registry: string; repository: string; reference: string },
+    opts: { override?: boolean; signal?: AbortSignal } = {},
+  ): Promise<RuleReport> {
+    const started = Date.now();
+    const stats = new RuleStats('copy', this.events);
+    const byDigest = to.reference.includes(':');
+    const item: WorkItem = {
+      rule: 'copy',
+      sourceRegistry: from.registry,
+      destinationRegistry: to.registry,
+      sourceRepository: from.repository,
+      destinationRepository: to.repository,
+      sourceReference: from.reference,
+      tags: byDigest ? [] : [to.reference],
+    };
+    const destination = this.provider(to.registry);
+    await this.artifacts.copy({
+      item,
+      source: this.provider(from.registry).client,
+      destination: destination.client,
+      destinationKey: registryKey(to.registry, destination.config),
+      override: opts.override ?? true,
+      stats,
+      signal: opts.signal,
+      prepareDestination: (repo) => destination.prepareDestination(repo),
+    });
+    const result = stats.artifacts[0]!;
+    return {
+      name: 'copy',
+      source: from.registry,
+      destination: to.registry,
+      status: result.status === 'failed' ? 'partial' : 'ok',
+      artifacts: { planned: 1, copied: stats.count('copied'), present: stats.count('present'), skipped: stats.count('skipped'), failed: stats.count('failed') },
+      blobs: stats.blobs,
+      referrers: result.referrers ?? 0,
+      bytes: stats.bytes,
+      durationMs: Date.now() - started,
+      items: stats.artifacts,
+      problems: [],
+      deleted: [],
+    };
+  }
+
+  private ruleBucket(rule: RuleConfig): TokenBucket | undefined {
+    if (!rule.bandwidth) return undefined;
+    let bucket = this.ruleBuckets.get(rule.name);
+    if (!bucket) this.ruleBuckets.set(rule.name, (bucket = new TokenBucket(rule.bandwidth)));
+    return bucket;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.providers.values()].map((p) => p.close()));
+    this.providers.clear();
+    this.journal.close();
+  }
+}
+
+async function* filterRepos(artifacts: SourceArtifact[] | AsyncIterable<SourceArtifact>, keep: (repo: string) => boolean): AsyncIterable<SourceArtifact> {
+  for await (const a of artifacts) if (keep(a.repository)) yield a;
+}

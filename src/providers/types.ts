@@ -1,0 +1,58 @@
+// What differs per registry product. The registry client (src/registry) knows nothing of Harbor, TCR
+// or SWR; a Provider wraps one configured registry and adds the product's listing, login and
+// namespace management on top of it.
+import type { RegistryConfig } from '../config/schema.js';
+import type { SourceArtifact } from '../plan/types.js';
+import type { RegistryClient } from '../registry/client.js';
+import type { Credentials } from '../registry/auth.js';
+
+export interface ListOptions {
+  /** Only repositories that may pass the rule's repository filters (a hint; the plan filters again). */
+  repositoryMayMatch?: (repository: string) => boolean;
+  /** Charts from ChartMuseum too (Harbor <= 2.7), when the rule's kinds include chart. */
+  includeChartMuseum?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface CapabilityReport {
+  registry: string;
+  kind: RegistryConfig['kind'];
+  url: string;
+  reachable: boolean;
+  authenticated: boolean;
+  /** Feature name → true (works), false (refused / missing), or a short explanation. */
+  features: Record<string, boolean | string>;
+  error?: string;
+}
+
+export interface Provider {
+  /** The registry's name in the config. */
+  readonly name: string;
+  readonly config: RegistryConfig;
+  /** OCI Distribution client for all content traffic. */
+  readonly client: RegistryClient;
+
+  /** Everything the source holds, as artifacts with tags (Harbor: REST API; others: catalog + tags/list). */
+  listArtifacts(options?: ListOptions): AsyncIterable<SourceArtifact>;
+
+  /**
+   * Plan-time check of a destination repository name against the product's rules (depth, charset,
+   * length). Returns a human-readable reason when the name cannot be used, else undefined.
+   */
+  validateDestination(repository: string): string | undefined;
+
+  /**
+   * Makes sure a destination repository can be pushed to: creates the namespace / project /
+   * organization when missing. Called before the first push into each namespace; the provider
+   * caches the outcome for the run.
+   */
+  prepareDestination(repository: string): Promise<void>;
+
+  /** `ferry check`: reach, authenticate, probe features. Never throws. */
+  check(): Promise<CapabilityReport>;
+
+  /** Releases pools and timers. */
+  close(): Promise<void>;
+}
+
+export type { Credentials };

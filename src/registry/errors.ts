@@ -1,0 +1,88 @@
+// Typed errors for registry traffic. Every error names the registry (config name), the repository when
+// there is one, the HTTP status and the registry's own error code, so a report line is actionable.
+
+export interface RegistryErrorDetails {
+  registry: string;
+  repository?: string | undefined;
+  status?: number | undefined;
+  /** First error code of the registry's `{"errors":[...]}` body, e.g. MANIFEST_UNKNOWN. */
+  code?: string | undefined;
+  /** The registry's message for that code. */
+  detail?: string | undefined;
+  method?: string | undefined;
+  cause?: unknown;
+}
+
+export class RegistryError extends Error {
+  override name = 'RegistryError';
+  readonly registry: string;
+  readonly repository: string | undefined;
+  readonly status: number | undefined;
+  readonly code: string | undefined;
+  readonly detail: string | undefined;
+
+  constructor(message: string, details: RegistryErrorDetails) {
+    const where = [details.registry, details.repository].filter(Boolean).join('/');
+    const how = [details.status && `HTTP ${details.status}`, details.code, details.detail].filter(Boolean).join(' ');
+    super(`${where}: ${message}${how ? ` (${how})` : ''}`, { cause: details.cause });
+    this.registry = details.registry;
+    this.repository = details.repository;
+    this.status = details.status;
+    this.code = details.code;
+    this.detail = details.detail;
+  }
+
+  toJSON(): Record<string, unknown> {
+    return { name: this.name, message: this.message, registry: this.registry, repository: this.repository, status: this.status, code: this.code };
+  }
+}
+
+/** 401/403 after authenticating: the credentials were refused or lack the permission. */
+export class AuthError extends RegistryError {
+  override name = 'AuthError';
+}
+
+/** DNS, connection refused, TLS failure, timeout: the registry could not be reached at all. */
+export class UnreachableError extends RegistryError {
+  override name = 'UnreachableError';
+}
+
+/** 404 of a manifest or blob that was expected to exist. */
+export class NotFoundError extends RegistryError {
+  override name = 'NotFoundError';
+}
+
+/** Content whose sha256 differs from the digest it was fetched by. Never retried, never pushed. */
+export class DigestMismatchError extends Error {
+  override name = 'DigestMismatchError';
+  constructor(
+    readonly expected: string,
+    readonly actual: string,
+    readonly where: string,
+  ) {
+    super(`${where}: digest mismatch, expected ${expected} but the content hashes to ${actual}`);
+  }
+}
+
+/** Content Ferry cannot copy faithfully (schema 1 manifests, unknown media types). */
+export class UnsupportedContentError extends Error {
+  override name = 'UnsupportedContentError';
+}
+
+/** Parses the OCI error body `{"errors":[{"code","message","detail"}]}` defensively: 4xx bodies may be anything. */
+export function parseErrorBody(text: string): { code?: string; message?: string } {
+  try {
+    const body = JSON.parse(text) as { errors?: { code?: unknown; message?: unknown }[] };
+    const first = Array.isArray(body?.errors) ? body.errors[0] : undefined;
+    if (first && typeof first === 'object') {
+      const out: { code?: string; message?: string } = {};
+      if (typeof first.code === 'string') out.code = first.code;
+      if (typeof first.message === 'string') out.message = first.message;
+      return out;
+    }
+  } catch {
+    // not JSON: fall through
+  }
+  const trimmed = text.trim();
+  return trimmed ? { message: trimmed.slice(0, 200) } : {};
+}

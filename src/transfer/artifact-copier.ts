@@ -1,0 +1,179 @@
+// Copies one artifact (a manifest tree) from source to destination: children before their index,
+// blobs before their manifest, the tag last, so a destination tag never points at something
+// incomplete. Manifest bytes are pushed exactly as pulled, so digests (and signatures) survive.
+import type { Logger } from 'pino';
+import type { ArtifactKind } from '../config/schema.js';
+import type { WorkItem } from '../plan/types.js';
+import type { RegistryClient } from '../registry/client.js';
+import { RegistryError } from '../registry/errors.js';
+import { type Descriptor, type ParsedManifest, artifactKind, parseManifest, sha256Digest } from '../registry/media-types.js';
+import type { BlobCopier } from './blob-copier.js';
+import type { Journal } from './journal.js';
+import type { ArtifactResult, RuleStats } from './stats.js';
+import type { TokenBucket } from './throttle.js';
+
+/** Layers that registries must not be asked to store (Windows foreign layers live at their `urls`). */
+const FOREIGN_LAYER_TYPES = new Set([
+  'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip',
+  'application/vnd.oci.image.layer.nondistributable.v1.tar',
+  'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip',
+  'application/vnd.oci.image.layer.nondistributable.v1.tar+zstd',
+]);
+
+export interface ArtifactContext {
+  item: WorkItem;
+  source: RegistryClient;
+  destination: RegistryClient;
+  destinationKey: string;
+  override: boolean;
+  stats: RuleStats;
+  ruleBucket?: TokenBucket | undefined;
+  signal?: AbortSignal | undefined;
+  /** Kind filter applied once the manifest is known (plain registries don't list kinds). */
+  kindAllowed?: ((kind: ArtifactKind) => boolean) | undefined;
+  /** Makes the destination namespace exist (provider-specific); called before the first push. */
+  prepareDestination?: ((repository: string) => Promise<void>) | undefined;
+}
+
+export interface ManifestHooks {
+  /**
+   * Lets a later stage rewrite an index before it is pushed (platform filtering) or a manifest
+   * (format conversion). Returning undefined keeps the bytes as pulled.
+   */
+  rewrite?: (ctx: ArtifactContext, manifest: { bytes: Buffer; mediaType: string; parsed: ParsedManifest }) => Promise<{ bytes: Buffer; mediaType: string } | undefined>;
+  /** Copies what refers to the artifact (signatures, SBOMs) once it is in place. Returns how many. */
+  afterPush?: (ctx: ArtifactContext, digest: string) => Promise<number>;
+}
+
+export class ArtifactCopier {
+  constructor(
+    private readonly blobs: BlobCopier,
+    private readonly journal: Journal,
+    private readonly logger?: Logger,
+    private readonly hooks: ManifestHooks = {},
+  ) {}
+
+  async copy(ctx: ArtifactContext): Promise<ArtifactResult> {
+    const { item } = ctx;
+    const source = `${ctx.source.name}/${item.sourceRepository}${refSuffix(item.sourceReference)}`;
+    const destination = `${ctx.destination.name}/${item.destinationRepository}`;
+    const result: ArtifactResult = { source, destination, status: 'failed', tags: item.tags, kind: item.kind };
+    try {
+      const manifest = await ctx.source.getManifest(item.sourceRepository, item.sourceReference);
+      result.digest = manifest.digest;
+      const parsed = parseManifest(manifest.bytes, manifest.mediaType);
+      const kind = item.kind ?? artifactKind(parsed);
+      result.kind = kind;
+      if (ctx.kindAllowed && !ctx.kindAllowed(kind)) {
+        return this.finish(ctx, { ...result, status: 'skipped', reason: `kind ${kind} not selected by filters.kinds` });
+      }
+
+      const rewritten = (await this.hooks.rewrite?.(ctx, { bytes: manifest.bytes, mediaType: manifest.mediaType, parsed })) ?? manifest;
+      const target = { bytes: rewritten.bytes, mediaType: rewritten.mediaType, digest: rewritten === manifest ? manifest.digest : sha256Digest(rewritten.bytes) };
+      if (target.digest !== manifest.digest) result.destinationDigest = target.digest;
+
+      // Which destination tags need this manifest, which already have it, which we must leave alone.
+      const toPush: string[] = [];
+      const kept: string[] = [];
+      let present = 0;
+      const refs = item.tags.length ? item.tags : [target.digest];
+      for (const ref of refs) {
+        const existing = await ctx.destination.headManifest(item.destinationRepository, ref, true);
+        if (existing?.digest === target.digest) present++;
+        else if (existing && !ctx.override && ref !== target.digest) kept.push(ref);
+        else toPush.push(ref);
+      }
+      if (toPush.length === 0) {
+        if (kept.length) {
+          return this.finish(ctx, { ...result, status: 'skipped', reason: `tag${kept.length > 1 ? 's' : ''} ${kept.join(', ')} already at the destination with other content (override: false)` });
+        }
+        const referrers = await this.hooks.afterPush?.(ctx, target.digest);
+        return this.finish(ctx, { ...result, status: 'present', referrers });
+      }
+
+      await ctx.prepareDestination?.(item.destinationRepository);
+      const bytesBefore = ctx.stats.bytes;
+      await this.copyContent(ctx, rewritten === manifest ? parsed : parseManifest(target.bytes, target.mediaType));
+      for (const ref of toPush) {
+        await ctx.destination.putManifest(item.destinationRepository, ref, target.bytes, target.mediaType);
+      }
+      this.journal.recordManifest(ctx.destinationKey, item.destinationRepository, target.digest);
+      const referrers = await this.hooks.afterPush?.(ctx, target.digest);
+      return this.finish(ctx, {
+        ...result,
+        status: 'copied',
+        tags: item.tags,
+        ...(kept.length ? { reason: `kept existing tag(s) ${kept.join(', ')} (override: false)` } : {}),
+        referrers,
+        bytes: ctx.stats.bytes - bytesBefore,
+      });
+    } catch (err) {
+      return this.finish(ctx, { ...result, status: 'failed', reason: (err as Error).message, error: describeError(err) });
+    }
+  }
+
+  private finish(ctx: ArtifactContext, result: ArtifactResult): ArtifactResult {
+    ctx.stats.addArtifact(result);
+    const level = result.status === 'failed' ? 'error' : 'info';
+    this.logger?.[level]({ rule: ctx.item.rule, source: result.source, destination: result.destination, status: result.status, reason: result.reason }, `artifact ${result.status}`);
+    return result;
+  }
+
+  /**
+   * Everything a manifest refers to, before the manifest itself: the blobs of an image manifest, or
+   * every child (recursively) of an index.
+   */
+  async copyContent(ctx: ArtifactContext, effective: ParsedManifest): Promise<void> {
+    if (effective.kind === 'index') {
+      await Promise.all(effective.manifests.map((child) => this.copyChild(ctx, child)));
+      return;
+    }
+    const blobs = uniqueByDigest([effective.config, ...effective.layers].filter((d) => !FOREIGN_LAYER_TYPES.has(d.mediaType)));
+    await Promise.all(
+      blobs.map((descriptor) =>
+        this.blobs.copy({
+          source: ctx.source,
+          sourceRepository: ctx.item.sourceRepository,
+          destination: ctx.destination,
+          destinationKey: ctx.destinationKey,
+          destinationRepository: ctx.item.destinationRepository,
+          descriptor,
+          stats: ctx.stats,
+          ruleBucket: ctx.ruleBucket,
+          signal: ctx.signal,
+        }),
+      ),
+    );
+  }
+
+  private async copyChild(ctx: ArtifactContext, child: Descriptor): Promise<void> {
+    const repo = ctx.item.destinationRepository;
+    if (await ctx.destination.headManifest(repo, child.digest, true)) {
+      this.journal.recordManifest(ctx.destinationKey, repo, child.digest);
+      return;
+    }
+    const manifest = await ctx.source.getManifest(ctx.item.sourceRepository, child.digest);
+    const parsed = parseManifest(manifest.bytes, manifest.mediaType || child.mediaType);
+    await this.copyContent(ctx, parsed);
+    await ctx.destination.putManifest(repo, child.digest, manifest.bytes, manifest.mediaType || child.mediaType);
+    this.journal.recordManifest(ctx.destinationKey, repo, child.digest);
+  }
+}
+
+function uniqueByDigest(descriptors: Descriptor[]): Descriptor[] {
+  const seen = new Set<string>();
+  return descriptors.filter((d) => (seen.has(d.digest) ? false : (seen.add(d.digest), true)));
+}
+
+function refSuffix(ref: string): string {
+  return ref.includes(':') && ref.startsWith('sha') ? `@${ref}` : `:${ref}`;
+}
+
+
+export function describeError(err: unknown): ArtifactResult['error'] {
+  const e = err as Error;
+  if (err instanceof RegistryError) {
+    return { name: e.name, message: e.message, registry: err.registry, repository: err.repository, status: err.status, code: err.code };
+  }
+  return { name: e?.name ?? 'Error', message: e?.message ?? String(err) };
+}
