@@ -42,18 +42,22 @@ export function interpolateEnv(
   return value;
 }
 
+const SECRET_KEY = /password|secret|token|accessKey|webhookAuth/i;
+
 export function formatPath(path: readonly PropertyKey[]): string {
   return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`)).join('');
 }
 
 function describeIssue(issue: z.core.$ZodIssue): string {
+  // Never echo what was given for a secret, even when it has the wrong type.
+  if (SECRET_KEY.test(String(issue.path[issue.path.length - 1] ?? ''))) issue = { ...issue, input: undefined } as z.core.$ZodIssue;
   switch (issue.code) {
     case 'unrecognized_keys':
       return `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
     case 'invalid_type':
       return `expected ${issue.expected}${issue.input === undefined ? ' (missing)' : `, got ${describeValue(issue.input)}`}`;
     case 'invalid_value':
-      return `expected one of ${issue.values.map((v) => JSON.stringify(v)).join(' | ')}, got ${describeValue(issue.input)}`;
+      return `expected one of ${issue.values.map((v) => JSON.stringify(v)).join(' | ')}${issue.input === undefined ? '' : `, got ${describeValue(issue.input)}`}`;
     case 'invalid_union':
       return `${issue.message}${issue.input === undefined ? '' : `, got ${describeValue(issue.input)}`}`;
     default:
@@ -73,7 +77,7 @@ export function parseConfig(raw: unknown, file = '<inline>', env: NodeJS.Process
   const problems: { path: string; message: string }[] = [];
   const expanded = interpolateEnv(raw ?? {}, env, [], problems);
   if (problems.length) throw new ConfigError(file, problems);
-  const result = configSchema.safeParse(expanded);
+  const result = configSchema.safeParse(expanded, { reportInput: true });
   if (!result.success) {
     throw new ConfigError(
       file,

@@ -1,0 +1,109 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig, parseConfig } from '../../src/config/load.js';
+import { parseBandwidth, parseSize } from '../../src/config/units.js';
+
+function writeConfig(text: string): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'ferry-cfg-')), 'ferry.yaml');
+  writeFileSync(file, text);
+  return file;
+}
+
+const minimal = `
+registries:
+  harbor: { url: "https://harbor.example.com", kind: harbor, username: "robot$sync", password: "\${HARBOR_PASSWORD}" }
+  tcr: { url: "https://example.tencentcloudcr.com", kind: tcr, username: "100012345678", password: x }
+rules:
+  - name: idc-to-tcr
+    source: harbor
+    destination: tcr
+`;
+
+describe('config loading', () => {
+  it('applies defaults and interpolates ${ENV}', () => {
+    const cfg = loadConfig(writeConfig(minimal), { HARBOR_PASSWORD: 'pw' });
+    expect(cfg.registries.harbor!.password).toBe('pw');
+    expect(cfg.registries.harbor!.username).toBe('robot$sync');
+    expect(cfg.transfer.concurrency).toBe(8);
+    expect(cfg.transfer.stateDir).toBe('.ferry');
+    expect(cfg.rules[0]!.flatten).toBe('none');
+    expect(cfg.rules[0]!.override).toBe(true);
+    expect(cfg.rules[0]!.trigger).toBe('manual');
+  });
+
+  it('names the file, the key path and what was expected for an unknown key', () => {
+    const file = writeConfig(`${minimal}    overide: false\n`);
+    try {
+      loadConfig(file, { HARBOR_PASSWORD: 'pw' });
+      expect.unreachable();
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      const e = err as ConfigError;
+      expect(e.message).toContain(file);
+      expect(e.problems).toContainEqual({ path: 'rules[0].overide', message: 'unknown key "overide"' });
+    }
+  });
+
+  it('reports a missing environment variable with the key that used it', () => {
+    expect(() => loadConfig(writeConfig(minimal), {})).toThrow(/registries\.harbor\.password: environment variable HARBOR_PASSWORD is not set/);
+  });
+
+  it('reports wrong types, bad enums, unknown registries and bad URLs', () => {
+    const e = (() => {
+      try {
+        parseConfig(
+          {
+            registries: { a: { url: 'harbor.example.com', kind: 'quay' } },
+            transfer: { concurrency: 'many', bandwidth: 'fast' },
+            rules: [{ name: 'r', source: 'a', destination: 'nope', flatten: 7 }],
+          },
+          'x.yaml',
+          {},
+        );
+      } catch (err) {
+        return err as ConfigError;
+      }
+      throw new Error('expected a ConfigError');
+    })();
+    const byPath = Object.fromEntries(e.problems.map((p) => [p.path, p.message]));
+    expect(byPath['registries.a.url']).toMatch(/absolute URL with scheme/);
+    expect(byPath['registries.a.kind']).toMatch(/expected one of "harbor" \| "registry" \| "tcr" \| "swr", got "quay"/);
+    expect(byPath['transfer.concurrency']).toMatch(/expected number, got "many"/);
+    expect(byPath['transfer.bandwidth']).toMatch(/expected a bandwidth/);
+    expect(byPath['rules[0].flatten']).toBeDefined();
+  });
+
+  it('reports rules that name an undefined registry, and duplicate rule names', () => {
+    const cfg = { registries: { a: { url: 'https://a.example' } }, rules: [{ name: 'r', source: 'a', destination: 'nope' }, { name: 'r', source: 'a', destination: 'a' }] };
+    expect(() => parseConfig(cfg, 'x.yaml', {})).toThrow(/rules\[0\]\.destination: unknown registry "nope" \(defined: a\)[\s\S]*rules\[1\]\.name: duplicate rule name "r"/);
+  });
+
+  it('reports YAML syntax errors with the file', () => {
+    expect(() => loadConfig(writeConfig('registries: [\n'))).toThrow(ConfigError);
+  });
+
+  it('keeps $${VAR} literal', () => {
+    const cfg = parseConfig({ registries: { a: { url: 'https://a.example', password: 'p$${X}' } } }, 'x', {});
+    expect(cfg.registries.a!.password).toBe('p${X}');
+  });
+});
+
+describe('units', () => {
+  it('parses bandwidths in bits and bytes', () => {
+    expect(parseBandwidth('200Mbps')).toBe(25_000_000);
+    expect(parseBandwidth('25MB/s')).toBe(25_000_000);
+    expect(parseBandwidth('512KiB/s')).toBe(512 * 1024);
+    expect(parseBandwidth('1Gbit/s')).toBe(125_000_000);
+    expect(parseBandwidth('0')).toBe(0);
+    expect(parseBandwidth(0)).toBe(0);
+    expect(parseBandwidth('fast')).toBeNull();
+  });
+  it('parses sizes', () => {
+    expect(parseSize('16MiB')).toBe(16 * 1024 * 1024);
+    expect(parseSize('5MB')).toBe(5_000_000);
+    expect(parseSize(1024)).toBe(1024);
+    expect(parseSize('lots')).toBeNull();
+  });
+});
