@@ -1,0 +1,16 @@
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config/load.js';
+
+const dir = join(import.meta.dirname, '..', '..', 'config');
+const env = new Proxy({} as NodeJS.ProcessEnv, { get: (_t, name) => (typeof name === 'string' ? `dummy-${name.toLowerCase()}` : undefined) });
+
+describe('example configs', () => {
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.yaml'))) {
+    it(`${file} is valid`, () => {
+      const cfg = loadConfig(join(dir, file), env);
+      expect(cfg.rules.length).toBeGreaterThan(0);
+    });
+  }
+});
