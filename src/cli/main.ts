@@ -128,13 +128,14 @@ export function buildProgram(run: { code: number }): Command {
     .command('check')
     .description('reach and authenticate every registry, and report what it supports')
     .option('-c, --config <file>', 'config file (YAML)')
+    .option('--probe-repository <repo>', 'also test push, chunked uploads and mounts by opening (and cancelling) upload sessions in this repository')
     .addOption(outputOption())
-    .action(async (opts: GlobalOptions) => {
+    .action(async (opts: GlobalOptions & { probeRepository?: string }) => {
       const logger = createLogger(program.opts<{ logLevel: string }>().logLevel);
       const config = requireConfig(opts.config);
       const engine = new Engine(config, { logger, stateDir: false });
       try {
-        const reports = await Promise.all(Object.keys(config.registries).map((name) => engine.provider(name).check()));
+        const reports = await Promise.all(Object.keys(config.registries).map((name) => engine.provider(name).check({ probeRepository: opts.probeRepository })));
         if (opts.output === 'json') write(`${JSON.stringify({ registries: reports }, null, 2)}\n`);
         else {
           for (const r of reports) {

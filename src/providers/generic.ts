@@ -5,7 +5,7 @@ import type { SourceArtifact } from '../plan/types.js';
 import type { RegistryClient } from '../registry/client.js';
 import { AuthError, RegistryError, UnreachableError } from '../registry/errors.js';
 import { isValidRepositoryName } from '../registry/media-types.js';
-import { startUpload, cancelUpload } from '../registry/upload.js';
+import { cancelUpload, patchChunk, startUpload } from '../registry/upload.js';
 import type { CapabilityReport, ListOptions, Provider } from './types.js';
 
 export class GenericProvider implements Provider {
@@ -32,7 +32,7 @@ export class GenericProvider implements Provider {
     // plain registries create repositories on first push
   }
 
-  async check(): Promise<CapabilityReport> {
+  async check(opts: CheckOptions = {}): Promise<CapabilityReport> {
     const report: CapabilityReport = { registry: this.name, kind: this.config.kind, url: this.config.url, reachable: false, authenticated: false, features: {} };
     try {
       await this.client.ping();
@@ -43,9 +43,20 @@ export class GenericProvider implements Provider {
       report.error = (err as Error).message;
       return report;
     }
+    let sample: string | undefined;
     report.features.catalog = await probe(async () => {
-      for await (const _ of this.client.catalog(1)) break;
+      for await (const repo of this.client.catalog(1)) {
+        sample = repo;
+        break;
+      }
     });
+    const repo = opts.probeRepository ?? sample;
+    if (repo) {
+      report.features.referrers = await probe(async () => {
+        if (!(await this.client.referrers(repo, `sha256:${'0'.repeat(64)}`))) throw new RegistryError('no referrers API', { registry: this.name, status: 404 });
+      });
+    }
+    if (opts.probeRepository) Object.assign(report.features, await probeUploads(this.client, opts.probeRepository));
     Object.assign(report.features, await this.probeExtra());
     return report;
   }
@@ -74,13 +85,35 @@ export async function probe(fn: () => Promise<unknown>): Promise<boolean | strin
 
 /**
  * Probes whether a repository accepts uploads, cross-repository mounts and chunked uploads, by starting
- * sessions and cancelling them (nothing is committed).
+ * sessions and cancelling them: nothing is committed.
  */
 export async function probeUploads(client: RegistryClient, repository: string): Promise<Record<string, boolean | string>> {
   const features: Record<string, boolean | string> = {};
+  const digest = `sha256:${'0'.repeat(64)}`;
   features.push = await probe(async () => {
     const s = await startUpload(client, repository);
     if (!s.mounted) await cancelUpload(client, repository, s.location);
   });
+  if (features.push !== true) return features;
+  features.chunkedUpload = await probe(async () => {
+    const s = await startUpload(client, repository);
+    if (s.mounted) return;
+    try {
+      await patchChunk(client, repository, s.location, Buffer.from('ferry'), 0, 5);
+    } finally {
+      await cancelUpload(client, repository, s.location);
+    }
+  });
+  // A mount of an unknown blob answers 202 (a plain session) where mounts are understood; anything
+  // else means the registry rejects the mount parameters.
+  features.mount = await probe(async () => {
+    const s = await startUpload(client, repository, { digest, from: `${repository}-ferry-probe` });
+    if (!s.mounted) await cancelUpload(client, repository, s.location);
+  });
   return features;
+}
+
+export interface CheckOptions {
+  /** A repository where `check` may open (and cancel) upload sessions to probe push features. */
+  probeRepository?: string | undefined;
 }

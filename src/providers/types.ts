@@ -48,8 +48,11 @@ export interface Provider {
    */
   prepareDestination(repository: string): Promise<void>;
 
-  /** `ferry check`: reach, authenticate, probe features. Never throws. */
-  check(): Promise<CapabilityReport>;
+  /**
+   * `ferry check`: reach, authenticate, probe features. Never throws. With a probe repository it also
+   * opens (and cancels) upload sessions there to test push, chunked uploads and mounts.
+   */
+  check(options?: { probeRepository?: string | undefined }): Promise<CapabilityReport>;
 
   /** Releases pools and timers. */
   close(): Promise<void>;
