@@ -39,6 +39,8 @@ export interface HttpRequest {
 
 export type HttpResponse = Dispatcher.ResponseData;
 
+export const USER_AGENT = `ferry/0.1 (node ${process.versions.node})`;
+
 const RETRYABLE_STATUS = new Set([408, 429, 500, 502, 503, 504]);
 const NETWORK_ERROR_CODES = new Set([
   'ECONNRESET',
@@ -177,7 +179,7 @@ export class HttpTransport {
         origin: req.url.origin,
         path: req.url.pathname + req.url.search,
         method: req.method,
-        headers: req.headers ?? {},
+        headers: { 'user-agent': USER_AGENT, ...req.headers },
         body: req.body ?? null,
         signal: req.signal ?? null,
       });

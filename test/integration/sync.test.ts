@@ -82,8 +82,13 @@ const expected = [
 describe('ferry sync against real registries', () => {
   it('copies every artifact with identical digests, uploading shared layers once', async () => {
     const engine = new Engine(config(), { stateDir });
+    destination.issuer!.requests.length = 0;
     try {
       const report = await engine.sync();
+      // Tokens are cached per scope set: never fetched twice for the same scopes within their lifetime.
+      const fetched = destination.issuer!.requests.filter((r) => r.userAgent?.startsWith('ferry/')).map((r) => [...r.scopes].sort().join(' '));
+      expect(fetched.length).toBeGreaterThan(0);
+      expect(fetched.length).toBe(new Set(fetched).size);
       const rule = report.rules[0]!;
       expect(rule.items.filter((i) => i.status === 'failed')).toEqual([]);
       expect(rule.artifacts.copied).toBe(expected.length);
