@@ -38,6 +38,8 @@ export interface EngineOptions {
   events?: EventEmitter<TransferEvents> | undefined;
   uploadStrategy?: UploadStrategy | undefined;
   hooks?: ManifestHooks | undefined;
+  /** A journal shared with other engines (the daemon's engines across config reloads); not closed by close(). */
+  journal?: Journal | undefined;
 }
 
 export interface SyncOptions {
@@ -65,13 +67,15 @@ export class Engine {
   private readonly artifactQueue: PQueue;
   private readonly providers = new Map<string, Provider>();
   private readonly ruleBuckets = new Map<string, TokenBucket>();
+  private readonly ownsJournal: boolean;
 
   constructor(config: FerryConfig, opts: EngineOptions = {}) {
     this.config = config;
     this.logger = opts.logger ?? silentLogger;
     this.events = opts.events ?? new EventEmitter<TransferEvents>();
     const stateDir = opts.stateDir === false ? undefined : (opts.stateDir ?? config.transfer.stateDir);
-    this.journal = Journal.open(stateDir);
+    this.journal = opts.journal ?? Journal.open(stateDir);
+    this.ownsJournal = !opts.journal;
     this.processBucket = new TokenBucket(config.transfer.bandwidth);
     this.blobs = new BlobCopier({
       concurrency: config.transfer.concurrency,
@@ -295,7 +299,7 @@ export class Engine {
   async close(): Promise<void> {
     await Promise.all([...this.providers.values()].map((p) => p.close()));
     this.providers.clear();
-    this.journal.close();
+    if (this.ownsJournal) this.journal.close();
   }
 }
 
