@@ -1,0 +1,428 @@
+// Stub cloud management APIs for tests: Tencent TCR (TC3-HMAC-SHA256) and Huawei/OTC SWR (AK/SK
+// "SDK-HMAC-SHA256", plus the registry-host "dockyard" endpoints with Basic auth).
+//
+// They verify requests the way the clouds do, from the bytes on the wire and independently of
+// src/providers (own canonicalization code here): the signature is recomputed with the secret the stub
+// knows, the timestamp is checked against the stub's clock (TCR 5 minutes, SWR 15 minutes), and a
+// failure answers in the vendor's format. They keep state (namespaces, quota, reserved or foreign
+// names, issued tokens) and log every request for assertions. All listen on 127.0.0.1, port 0.
+import { createHash, createHmac, randomBytes, randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { listenOnFreePort, LOOPBACK } from './ports.js';
+
+export interface StubRequestLog {
+  method: string;
+  path: string;
+  /** TCR: X-TC-Action; SWR: "<METHOD> <path template>". */
+  action: string;
+  /** Parsed JSON body, if any. */
+  params: Record<string, unknown> | undefined;
+  /** True when the credentials/signature were accepted. */
+  authorized: boolean;
+  /** Status and vendor error code of the answer. */
+  status: number;
+  errorCode?: string | undefined;
+}
+
+interface Injected {
+  action: string | undefined;
+  code: string;
+  message: string;
+  status: number;
+  times: number;
+}
+
+async function readBody(req: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of req) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name.toLowerCase()];
+  return Array.isArray(v) ? v.join(',') : v;
+}
+
+const sha256 = (data: string | Buffer) => createHash('sha256').update(data).digest('hex');
+
+function close(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.closeAllConnections?.();
+    server.close(() => resolve());
+  });
+}
+
+/* ----------------------------------------------------------------------------------------------- */
+/* Tencent TCR                                                                                      */
+/* ----------------------------------------------------------------------------------------------- */
+
+export interface TcrStubOptions {
+  secretId: string;
+  secretKey: string;
+  instanceId: string;
+  /** Expected X-TC-Region (default: not checked). */
+  region?: string;
+  /** Expected X-TC-Token (temporary cloud credentials). */
+  sessionToken?: string;
+  /** Namespaces that already exist. */
+  namespaces?: string[];
+  /** Names the cloud refuses (InvalidParameter.ErrNamespaceReserved), e.g. ["library"]. */
+  reservedNamespaces?: string[];
+  /** Maximum namespaces in the instance (LimitExceeded.ErrNamespaceMaxLimit beyond). */
+  namespaceQuota?: number;
+  /** Stub clock in ms (default Date.now). */
+  now?: () => number;
+  /** Allowed clock skew in seconds (default 300, as Tencent). */
+  maxSkewSeconds?: number;
+  /** Lifetime of temp tokens in ms (default 1 hour). */
+  tokenTtlMs?: number;
+  /** Always hand out these credentials (so a real registry can be configured with them up front). */
+  fixedCredentials?: { username: string; password: string };
+  /** Called for every issued token, before the answer is sent (e.g. to add it to an htpasswd registry). */
+  onToken?: (username: string, password: string) => void | Promise<void>;
+}
+
+export interface IssuedTcrToken {
+  username: string;
+  password: string;
+  /** Milliseconds since the epoch, as in the API's ExpTime. */
+  expTime: number;
+  type: 'temp' | 'longterm';
+}
+
+export interface TcrStub {
+  /** API endpoint, e.g. http://127.0.0.1:12345 (use as tcr.apiEndpoint). */
+  url: string;
+  requests: StubRequestLog[];
+  /** Namespace name → public. */
+  namespaces: Map<string, boolean>;
+  tokens: IssuedTcrToken[];
+  /** Makes the next `times` calls (of `action`, or any) fail with this code, e.g. RequestLimitExceeded. */
+  injectError(code: string, message?: string, opts?: { action?: string; times?: number }): void;
+  /** Requests of one action (authorized or not). */
+  calls(action: string): StubRequestLog[];
+  close(): Promise<void>;
+}
+
+const TCR_NAME = /^[a-z0-9]+(?:[._-][a-z0-9]+)*$/;
+
+export async function startTcrStub(opts: TcrStubOptions): Promise<TcrStub> {
+  const now = opts.now ?? Date.now;
+  const namespaces = new Map<string, boolean>((opts.namespaces ?? []).map((n) => [n, false]));
+  const reserved = new Set(opts.reservedNamespaces ?? []);
+  const requests: StubRequestLog[] = [];
+  const tokens: IssuedTcrToken[] = [];
+  const injected: Injected[] = [];
+  let userCounter = 0;
+
+  const send = (res: ServerResponse, log: StubRequestLog, response: Record<string, unknown>) => {
+    const requestId = randomUUID();
+    const error = response.Error as { Code?: string } | undefined;
+    log.status = 200;
+    log.errorCode = error?.Code;
+    requests.push(log);
+    // Tencent answers HTTP 200 for API errors too; the error is in Response.Error.
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ Response: { ...response, RequestId: requestId } }));
+  };
+  const fail = (code: string, message: string) => ({ Error: { Code: code, Message: message } });
+
+  /** Verifies TC3-HMAC-SHA256 from the raw request; returns an error response or undefined. */
+  const verify = (req: IncomingMessage, body: Buffer): Record<string, unknown> | undefined => {
+    const auth = header(req, 'authorization') ?? '';
+    const m = /^TC3-HMAC-SHA256 Credential=([^/]+)\/(\d{4}-\d{2}-\d{2})\/([^/]+)\/tc3_request, SignedHeaders=([a-z0-9;-]+), Signature=([0-9a-f]{64})$/.exec(auth);
+    if (!m) return fail('AuthFailure.InvalidAuthorization', 'Authorization header format error.');
+    const [, secretId, date, service, signedHeaders, signature] = m as unknown as [string, string, string, string, string, string];
+    if (secretId !== opts.secretId) return fail('AuthFailure.SecretIdNotFound', 'The SecretId is not found, please ensure that your SecretId is correct.');
+    const timestamp = Number(header(req, 'x-tc-timestamp'));
+    if (!Number.isInteger(timestamp)) return fail('MissingParameter', 'The request is missing a required parameter `Timestamp`.');
+    if (Math.abs(now() / 1000 - timestamp) > (opts.maxSkewSeconds ?? 300)) {
+      return fail('AuthFailure.SignatureExpire', `Signature expired. Timestamp ${timestamp} differs from server time by more than ${opts.maxSkewSeconds ?? 300} seconds.`);
+    }
+    if (new Date(timestamp * 1000).toISOString().slice(0, 10) !== date || service !== 'tcr') {
+      return fail('AuthFailure.SignatureFailure', 'The provided credentials could not be validated. Please check your signature is correct.');
+    }
+    const names = signedHeaders.split(';');
+    if (!names.includes('content-type') || !names.includes('host')) return fail('AuthFailure.SignatureFailure', 'content-type and host must be signed.');
+    const canonicalHeaders = names.map((n) => `${n}:${(header(req, n) ?? '').trim().toLowerCase()}\n`).join('');
+    const url = new URL(req.url ?? '/', 'http://x');
+    const canonical = [req.method, url.pathname, url.search.slice(1), canonicalHeaders, signedHeaders, sha256(body)].join('\n');
+    const stringToSign = ['TC3-HMAC-SHA256', String(timestamp), `${date}/${service}/tc3_request`, sha256(canonical)].join('\n');
+    const kDate = createHmac('sha256', `TC3${opts.secretKey}`).update(date).digest();
+    const kService = createHmac('sha256', kDate).update(service).digest();
+    const kSigning = createHmac('sha256', kService).update('tc3_request').digest();
+    const expected = createHmac('sha256', kSigning).update(stringToSign).digest('hex');
+    if (expected !== signature) return fail('AuthFailure.SignatureFailure', 'The provided credentials could not be validated. Please check your signature is correct.');
+    if (opts.sessionToken !== undefined && header(req, 'x-tc-token') !== opts.sessionToken) return fail('AuthFailure.TokenFailure', 'Token verification failed.');
+    return undefined;
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    const body = await readBody(req);
+    const action = header(req, 'x-tc-action') ?? '';
+    let params: Record<string, unknown> | undefined;
+    try {
+      params = body.length ? (JSON.parse(body.toString('utf8')) as Record<string, unknown>) : {};
+    } catch {
+      params = undefined;
+    }
+    const log: StubRequestLog = { method: req.method ?? '', path: req.url ?? '', action, params, authorized: false, status: 0 };
+    if (req.method !== 'POST') return send(res, log, fail('InvalidParameter', 'only POST is supported by this stub'));
+    const authError = verify(req, body);
+    if (authError) return send(res, log, authError);
+    log.authorized = true;
+    if (header(req, 'x-tc-version') !== '2019-09-24') return send(res, log, fail('InvalidParameterValue', `invalid X-TC-Version ${header(req, 'x-tc-version')}`));
+    if (opts.region && header(req, 'x-tc-region') !== opts.region) return send(res, log, fail('InvalidParameterValue', `The instance is not in region ${header(req, 'x-tc-region')}.`));
+    if (!params) return send(res, log, fail('InvalidParameter', 'The request body is not valid JSON.'));
+    const inj = injected.find((i) => i.times > 0 && (!i.action || i.action === action));
+    if (inj) {
+      inj.times--;
+      return send(res, log, fail(inj.code, inj.message));
+    }
+    if (params.RegistryId !== opts.instanceId) return send(res, log, fail('ResourceNotFound', `instance ${String(params.RegistryId)} not found`));
+
+    switch (action) {
+      case 'DescribeNamespaces': {
+        if (namespaces.size === 0) return send(res, log, fail('ResourceNotFound.ErrNoNamespace', 'no namespace in this instance'));
+        const filter = typeof params.NamespaceName === 'string' ? params.NamespaceName : '';
+        // Not an exact match, like the real API (Harbor compares the names itself).
+        const all = [...namespaces].filter(([n]) => n.includes(filter));
+        const offset = Number(params.Offset ?? 0);
+        const limit = Number(params.Limit ?? 20);
+        const page = all.slice(offset * limit, offset * limit + limit);
+        return send(res, log, {
+          NamespaceList: page.map(([n, pub], i) => ({ Name: n, Public: pub, NamespaceId: i + 1, CreationTime: new Date(now()).toISOString() })),
+          TotalCount: all.length,
+        });
+      }
+      case 'CreateNamespace': {
+        const name = String(params.NamespaceName ?? '');
+        if (typeof params.IsPublic !== 'boolean') return send(res, log, fail('MissingParameter', 'IsPublic is required'));
+        if (name.length < 2 || name.length > 30 || !TCR_NAME.test(name)) return send(res, log, fail('InvalidParameter', `invalid namespace name ${name}`));
+        if (reserved.has(name)) return send(res, log, fail('InvalidParameter.ErrNamespaceReserved', `namespace ${name} is reserved`));
+        if (namespaces.has(name)) return send(res, log, fail('InvalidParameter.ErrNamespaceExist', `namespace ${name} already exists`));
+        if (opts.namespaceQuota !== undefined && namespaces.size >= opts.namespaceQuota) {
+          return send(res, log, fail('LimitExceeded.ErrNamespaceMaxLimit', `namespace quota ${opts.namespaceQuota} reached`));
+        }
+        namespaces.set(name, params.IsPublic);
+        return send(res, log, {});
+      }
+      case 'CreateInstanceToken': {
+        const type = params.TokenType === 'longterm' ? 'longterm' : 'temp';
+        const creds = opts.fixedCredentials ?? { username: `1000${String(++userCounter).padStart(8, '0')}`, password: randomBytes(24).toString('base64url') };
+        const expTime = type === 'temp' ? now() + (opts.tokenTtlMs ?? 3_600_000) : now() + 100 * 365 * 86_400_000;
+        await opts.onToken?.(creds.username, creds.password);
+        tokens.push({ ...creds, expTime, type });
+        return send(res, log, { Username: creds.username, Token: creds.password, ExpTime: expTime, ...(type === 'longterm' ? { TokenId: randomUUID() } : {}) });
+      }
+      default:
+        return send(res, log, fail('InvalidAction', `The action ${action} is not supported by this stub.`));
+    }
+  };
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      res.writeHead(500);
+      res.end(String(err));
+    });
+  });
+  const port = await listenOnFreePort(server, LOOPBACK);
+  return {
+    url: `http://${LOOPBACK}:${port}`,
+    requests,
+    namespaces,
+    tokens,
+    injectError(code, message = 'injected by the stub', o = {}) {
+      injected.push({ action: o.action, code, message, status: 200, times: o.times ?? 1 });
+    },
+    calls: (action) => requests.filter((r) => r.action === action),
+    close: () => close(server),
+  };
+}
+
+/* ----------------------------------------------------------------------------------------------- */
+/* Huawei / OTC SWR                                                                                 */
+/* ----------------------------------------------------------------------------------------------- */
+
+export interface SwrStubOptions {
+  accessKey: string;
+  secretKey: string;
+  /** Region for the registry login username `<region>@<AK>` (dockyard Basic auth). */
+  region?: string;
+  /** Organizations of this tenant that already exist. */
+  namespaces?: string[];
+  /** Organizations owned by another tenant: POST answers 409, GET answers 404. */
+  foreignNamespaces?: string[];
+  /** Organizations per tenant (SWR's default is 5). */
+  namespaceQuota?: number;
+  now?: () => number;
+  /** Allowed X-Sdk-Date skew in seconds (API gateway: 15 minutes). */
+  maxSkewSeconds?: number;
+  /** Extra Basic credentials accepted by the dockyard endpoints (besides the AK/SK login). */
+  registryUsers?: Record<string, string>;
+  /** Answer of dockyard GET for a missing organization: 200 `{}` (what Harbor's tests mock) or 404. */
+  dockyardMissingStatus?: 200 | 404;
+}
+
+export interface SwrStub {
+  /** Management API endpoint (use as swr.apiEndpoint); the same server also answers /dockyard/…. */
+  url: string;
+  requests: StubRequestLog[];
+  namespaces: Set<string>;
+  injectError(status: number, code: string, message?: string, opts?: { action?: string; times?: number }): void;
+  calls(action: string): StubRequestLog[];
+  close(): Promise<void>;
+}
+
+// The organization rule from SWR's API docs.
+const SWR_ORG = /^[a-z][a-z0-9]*(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
+
+function sdkEscape(s: string): string {
+  return encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+}
+
+function parseSdkDate(v: string): number | undefined {
+  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(v);
+  return m ? Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!) : undefined;
+}
+
+export async function startSwrStub(opts: SwrStubOptions): Promise<SwrStub> {
+  const now = opts.now ?? Date.now;
+  const namespaces = new Set(opts.namespaces ?? []);
+  const foreign = new Set(opts.foreignNamespaces ?? []);
+  const requests: StubRequestLog[] = [];
+  const injected: Injected[] = [];
+  const users = new Map(Object.entries(opts.registryUsers ?? {}));
+  if (opts.region) users.set(`${opts.region}@${opts.accessKey}`, createHmac('sha256', opts.secretKey).update(opts.accessKey).digest('hex'));
+
+  const send = (res: ServerResponse, log: StubRequestLog, status: number, body?: unknown, extraHeaders: Record<string, string> = {}) => {
+    log.status = status;
+    if (status >= 400 && body) {
+      const e = (Array.isArray(body) ? body[0] : body) as Record<string, string>;
+      log.errorCode = e.errorCode ?? e.error_code;
+    }
+    requests.push(log);
+    res.writeHead(status, { 'content-type': 'application/json', 'x-request-id': randomUUID().replace(/-/g, ''), ...extraHeaders });
+    res.end(body === undefined ? '' : JSON.stringify(body));
+  };
+  // SWR's own errors are an array; the API gateway's are an object with request_id.
+  const swrErr = (code: string, message: string) => [{ errorCode: code, errorMessage: message, detail: '' }];
+  const gatewayErr = (message: string) => ({ error_msg: `Incorrect IAM authentication information: ${message}`, error_code: 'APIGW.0301', request_id: randomUUID().replace(/-/g, '') });
+
+  /** Verifies SDK-HMAC-SHA256 from the raw request; returns an error message or undefined. */
+  const verify = (req: IncomingMessage, url: URL, body: Buffer): string | undefined => {
+    const m = /^SDK-HMAC-SHA256\s+Access=([^,\s]+),\s*SignedHeaders=([^,\s]+),\s*Signature=([0-9a-f]{64})$/.exec(header(req, 'authorization') ?? '');
+    if (!m) return 'verify aksk signature fail, invalid Authorization header';
+    const [, access, signedHeaders, signature] = m as unknown as [string, string, string, string];
+    if (access !== opts.accessKey) return 'Get secretKey failed,ak:******,err:ak not exist';
+    const xDate = header(req, 'x-sdk-date') ?? '';
+    const names = signedHeaders.split(';');
+    if (!names.includes('x-sdk-date')) return 'verify aksk signature fail, x-sdk-date must be signed';
+    const t = parseSdkDate(xDate);
+    if (t === undefined || Math.abs(now() - t) > (opts.maxSkewSeconds ?? 900) * 1000) return 'verify aksk signature fail, the request has expired (X-Sdk-Date)';
+    const uri = url.pathname
+      .split('/')
+      .map((s) => sdkEscape(decodeURIComponent(s)))
+      .join('/');
+    const query = [...url.searchParams]
+      .sort(([a, x], [b, y]) => (a === b ? (x < y ? -1 : 1) : a < b ? -1 : 1))
+      .map(([k, v]) => `${sdkEscape(k)}=${sdkEscape(v)}`)
+      .join('&');
+    const canonical = [
+      req.method,
+      uri.endsWith('/') ? uri : `${uri}/`,
+      query,
+      names.map((n) => `${n}:${(header(req, n) ?? '').trim()}\n`).join(''),
+      signedHeaders,
+      sha256(body),
+    ].join('\n');
+    const expected = createHmac('sha256', opts.secretKey).update(`SDK-HMAC-SHA256\n${xDate}\n${sha256(canonical)}`).digest('hex');
+    return expected === signature ? undefined : 'verify aksk signature fail';
+  };
+
+  const basicUser = (req: IncomingMessage): boolean => {
+    const m = /^Basic (.+)$/i.exec(header(req, 'authorization') ?? '');
+    if (!m) return false;
+    const decoded = Buffer.from(m[1]!, 'base64').toString('utf8');
+    const i = decoded.indexOf(':');
+    return i > 0 && users.get(decoded.slice(0, i)) === decoded.slice(i + 1);
+  };
+
+  const createOrg = (name: string): { status: number; body?: unknown } => {
+    if (!SWR_ORG.test(name) || name.length > 64) return { status: 400, body: swrErr('SVCSTG.SWR.4000014', `Invalid parameter: namespace ${name} is invalid`) };
+    if (namespaces.has(name) || foreign.has(name)) return { status: 409, body: swrErr('SVCSTG.SWR.4090018', `namespace ${name} already exists`) };
+    if (namespaces.size >= (opts.namespaceQuota ?? 5)) {
+      return { status: 400, body: swrErr('SVCSTG.SWR.4000077', `The number of namespaces exceeds the upper limit (${opts.namespaceQuota ?? 5})`) };
+    }
+    namespaces.add(name);
+    return { status: 201 };
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    const body = await readBody(req);
+    const url = new URL(req.url ?? '/', 'http://x');
+    let params: Record<string, unknown> | undefined;
+    try {
+      params = body.length ? (JSON.parse(body.toString('utf8')) as Record<string, unknown>) : undefined;
+    } catch {
+      params = undefined;
+    }
+    const manageOne = /^\/v2\/manage\/namespaces\/([^/]+)$/.exec(url.pathname);
+    const dockOne = /^\/dockyard\/v2\/namespaces\/([^/]+)$/.exec(url.pathname);
+    const action =
+      url.pathname === '/v2/manage/namespaces' ? `${req.method} /v2/manage/namespaces`
+      : manageOne ? `${req.method} /v2/manage/namespaces/{namespace}`
+      : url.pathname === '/dockyard/v2/namespaces' ? `${req.method} /dockyard/v2/namespaces`
+      : dockOne ? `${req.method} /dockyard/v2/namespaces/{namespace}`
+      : `${req.method} ${url.pathname}`;
+    const log: StubRequestLog = { method: req.method ?? '', path: req.url ?? '', action, params, authorized: false, status: 0 };
+
+    if (url.pathname.startsWith('/dockyard/')) {
+      if (!basicUser(req)) return send(res, log, 401, { errors: [{ code: 'UNAUTHORIZED', message: 'authentication required' }] }, { 'www-authenticate': 'Basic realm="swr"' });
+    } else {
+      const reason = verify(req, url, body);
+      if (reason) return send(res, log, 401, gatewayErr(reason));
+    }
+    log.authorized = true;
+    const inj = injected.find((i) => i.times > 0 && (!i.action || i.action === action));
+    if (inj) {
+      inj.times--;
+      return send(res, log, inj.status, swrErr(inj.code, inj.message));
+    }
+
+    if ((action === 'POST /v2/manage/namespaces' || action === 'POST /dockyard/v2/namespaces')) {
+      const name = typeof params?.namespace === 'string' ? params.namespace : '';
+      const r = createOrg(name);
+      return send(res, log, r.status, r.body);
+    }
+    if (manageOne && req.method === 'GET') {
+      const name = decodeURIComponent(manageOne[1]!);
+      if (!namespaces.has(name)) return send(res, log, 404, swrErr('SVCSTG.SWR.4040017', `namespace ${name} not found`));
+      return send(res, log, 200, { id: 1, name, creator_name: 'ferry', auth: 7 });
+    }
+    if (dockOne && req.method === 'GET') {
+      const name = decodeURIComponent(dockOne[1]!);
+      if (namespaces.has(name)) return send(res, log, 200, { id: 1, name, creator_name: 'ferry', auth: 7, user_count: 1, image_count: 0 });
+      return (opts.dockyardMissingStatus ?? 200) === 200 ? send(res, log, 200, {}) : send(res, log, 404, swrErr('SVCSTG.SWR.4040017', `namespace ${name} not found`));
+    }
+    return send(res, log, 404, swrErr('SVCSTG.SWR.4040000', `no route ${action}`));
+  };
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      res.writeHead(500);
+      res.end(String(err));
+    });
+  });
+  const port = await listenOnFreePort(server, LOOPBACK);
+  return {
+    url: `http://${LOOPBACK}:${port}`,
+    requests,
+    namespaces,
+    injectError(status, code, message = 'injected by the stub', o = {}) {
+      injected.push({ action: o.action, code, message, status, times: o.times ?? 1 });
+    },
+    calls: (action) => requests.filter((r) => r.action === action),
+    close: () => close(server),
+  };
+}
