@@ -4,7 +4,13 @@ import type { Logger } from 'pino';
 import type { RegistryConfig, TransferConfig } from '../config/schema.js';
 import type { CredentialSource } from '../registry/auth.js';
 import { RegistryClient } from '../registry/client.js';
+import { readFileSync } from 'node:fs';
+import { Agent, type Dispatcher } from 'undici';
 import { GenericProvider } from './generic.js';
+import { SWR_DEFAULT_LIMITS, SwrProvider } from './swr.js';
+import { SwrApi, SwrDockyard, swrCredentials } from './swr-api.js';
+import { TcrProvider } from './tcr.js';
+import { TcrApi, TcrCredentialSource } from './tcr-api.js';
 import type { Provider } from './types.js';
 
 export interface ProviderOptions {
@@ -27,15 +33,37 @@ export function createClient(name: string, config: RegistryConfig, opts: Provide
     caFile: config.caFile,
     retries: opts.transfer.retries,
     requestTimeoutMs: opts.transfer.requestTimeout * 1000,
-    limits: config.limits,
+    limits: config.limits ?? (config.kind === 'swr' ? SWR_DEFAULT_LIMITS : undefined),
     connections: Math.max(8, opts.transfer.concurrency * 2),
     logger: opts.logger,
     onRetry: () => opts.onRetry?.(name),
   });
 }
 
+/** An undici dispatcher with the registry's TLS settings, for product APIs on the registry host. */
+export function tlsDispatcher(config: RegistryConfig): Dispatcher | undefined {
+  if (!config.insecure && !config.caFile) return undefined;
+  return new Agent({ connect: { rejectUnauthorized: !config.insecure, ...(config.caFile ? { ca: readFileSync(config.caFile) } : {}) } });
+}
+
 export function createProvider(name: string, config: RegistryConfig, opts: ProviderOptions): Provider {
   switch (config.kind) {
+    case 'tcr': {
+      const api = config.tcr ? TcrApi.fromConfig(config.tcr) : undefined;
+      // An explicit instance credential wins; API keys then only manage namespaces.
+      const credentials = config.username !== undefined || !api ? staticCredentials(config) : new TcrCredentialSource(api).source;
+      return new TcrProvider(name, config, createClient(name, config, opts, credentials), api);
+    }
+    case 'swr': {
+      const login = swrCredentials(config);
+      const namespaces =
+        config.swr?.accessKey && config.swr.secretKey
+          ? SwrApi.fromConfig(config.swr)
+          : login
+            ? new SwrDockyard({ registryUrl: config.url, ...login, dispatcher: tlsDispatcher(config) })
+            : undefined;
+      return new SwrProvider(name, config, createClient(name, config, opts, async () => login), namespaces);
+    }
     default:
       return new GenericProvider(name, config, createClient(name, config, opts));
   }

@@ -1,0 +1,55 @@
+// Tencent Cloud TCR Enterprise: registry login from a long-term instance credential, or temporary
+// instance tokens minted with API keys (CreateInstanceToken, refreshed before expiry); namespaces
+// created through the TCR API before the first push into them.
+import type { RegistryConfig } from '../config/schema.js';
+import type { RegistryClient } from '../registry/client.js';
+import { RegistryError } from '../registry/errors.js';
+import { cancelUpload, startUpload } from '../registry/upload.js';
+import { OncePerKey } from './cloud-http.js';
+import { GenericProvider, probe } from './generic.js';
+import { validateTcrRepository } from './names.js';
+import type { TcrApi } from './tcr-api.js';
+
+export class TcrProvider extends GenericProvider {
+  private readonly checkedNamespaces = new OncePerKey<void>();
+
+  constructor(
+    name: string,
+    config: RegistryConfig,
+    client: RegistryClient,
+    /** Present when tcr.secretId/secretKey are configured. */
+    private readonly api: TcrApi | undefined,
+  ) {
+    super(name, config, client);
+  }
+
+  override validateDestination(repository: string): string | undefined {
+    return validateTcrRepository(repository);
+  }
+
+  override prepareDestination(repository: string): Promise<void> {
+    const namespace = repository.split('/')[0]!;
+    if (this.api) return this.api.ensureNamespace(namespace);
+    // Without API keys Ferry cannot create namespaces: check once that pushing is possible and say
+    // what to do when it is not, instead of failing every artifact with a bare DENIED.
+    return this.checkedNamespaces.run(namespace, async () => {
+      try {
+        const session = await startUpload(this.client, repository);
+        if (!session.mounted) await cancelUpload(this.client, repository, session.location);
+      } catch (err) {
+        if (err instanceof RegistryError && (err.status === 403 || err.status === 404 || err.status === 401)) {
+          throw new RegistryError(
+            `cannot push into namespace "${namespace}": create it in the TCR console, or give tcr.secretId/secretKey/region/instanceId so Ferry creates it`,
+            { registry: this.name, repository, status: err.status, code: err.code, detail: err.detail },
+          );
+        }
+        throw err;
+      }
+    });
+  }
+
+  protected override async probeExtra(): Promise<Record<string, boolean | string>> {
+    if (!this.api) return { namespaceManagement: 'no API keys: namespaces must exist' };
+    return { namespaceManagement: await probe(() => this.api!.describeNamespace('ferry-check')) };
+  }
+}
