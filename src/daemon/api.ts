@@ -1,0 +1,209 @@
+// The JSON API under /api (documented in docs/api.md), plus /healthz, /readyz and /metrics.
+import { formatBytes, parseBandwidth } from '../config/units.js';
+import type { FerryConfig, RuleConfig } from '../config/schema.js';
+import type { Execution, ExecutionStatus, ExecutionSummary, RunRequest, TriggerInfo } from './execution.js';
+import { summarize } from './execution.js';
+import type { History } from './history.js';
+import type { Metrics } from './metrics.js';
+import type { Readiness } from './readiness.js';
+import type { LiveRun, Runner, TriggerResult } from './runner.js';
+import type { Scheduler } from './scheduler.js';
+import { HttpError, type Route, readJson, sendJson, sendText } from './server.js';
+
+/** What the routes need from the daemon. */
+export interface DaemonView {
+  config(): FerryConfig;
+  readonly runner: Runner;
+  readonly history: History;
+  readonly scheduler: Scheduler;
+  readonly metrics: Metrics;
+  readonly readiness: Readiness;
+  readonly startedAt: Date;
+  bandwidth(): number;
+  setBandwidth(bytesPerSecond: number): void;
+  /** Starts (or queues) a run; throws HttpError 503 while shutting down. */
+  trigger(rule: string, trigger: TriggerInfo, request: RunRequest): TriggerResult;
+}
+
+export interface RuleView {
+  name: string;
+  source: string;
+  destination: string;
+  enabled: boolean;
+  trigger: RuleConfig['trigger'];
+  deleteRemote: boolean;
+  nextRun?: string | undefined;
+  state: 'idle' | 'running' | 'queued';
+  running?: number | undefined;
+  queued?: number | undefined;
+  lastExecution?: ExecutionSummary | undefined;
+}
+
+export interface StatusView {
+  startedAt: string;
+  bandwidth: { bytesPerSecond: number; display: string };
+  rules: RuleView[];
+  live: LiveRun[];
+  recent: ExecutionSummary[];
+}
+
+const STATUSES = new Set<ExecutionStatus>(['queued', 'running', 'ok', 'partial', 'failed', 'cancelled', 'interrupted']);
+
+export function displayBandwidth(bytesPerSecond: number): string {
+  if (!bytesPerSecond) return 'unlimited';
+  const bits = bytesPerSecond * 8;
+  const units: [number, string][] = [
+    [1e9, 'Gbps'],
+    [1e6, 'Mbps'],
+    [1e3, 'kbps'],
+  ];
+  for (const [f, u] of units) if (bits >= f) return `${+(bits / f).toFixed(2)} ${u} (${formatBytes(bytesPerSecond)}/s)`;
+  return `${bits} bps`;
+}
+
+export function ruleViews(d: DaemonView): RuleView[] {
+  const recent = d.history.list();
+  return d.config().rules.map((rule) => {
+    const state = d.runner.state(rule.name);
+    const last = recent.find((e) => e.rule === rule.name && e.status !== 'queued' && e.status !== 'running');
+    return {
+      name: rule.name,
+      source: rule.source,
+      destination: rule.destination,
+      enabled: rule.enabled,
+      trigger: rule.trigger,
+      deleteRemote: rule.deleteRemote,
+      nextRun: d.scheduler.nextRun(rule.name)?.toISOString(),
+      state: state.running !== undefined ? 'running' : state.queued !== undefined ? 'queued' : 'idle',
+      running: state.running,
+      queued: state.queued,
+      lastExecution: last ? summarize(last) : undefined,
+    };
+  });
+}
+
+export function statusView(d: DaemonView, recentCount = 20): StatusView {
+  return {
+    startedAt: d.startedAt.toISOString(),
+    bandwidth: { bytesPerSecond: d.bandwidth(), display: displayBandwidth(d.bandwidth()) },
+    rules: ruleViews(d),
+    live: d.runner.live(),
+    recent: d.history.list().slice(0, recentCount).map(summarize),
+  };
+}
+
+function executionId(raw: string): number {
+  if (!/^\d{1,15}$/.test(raw)) throw new HttpError(404, `no execution ${raw}`);
+  return Number(raw);
+}
+
+export function apiRoutes(d: DaemonView): Route[] {
+  return [
+    {
+      method: 'GET',
+      path: /^\/healthz$/,
+      access: 'open',
+      handler: ({ res }) => sendJson(res, 200, { status: 'ok' }),
+    },
+    {
+      method: 'GET',
+      path: /^\/readyz$/,
+      access: 'open',
+      handler: async ({ res }) => {
+        const report = await d.readiness.get();
+        sendJson(res, report.ready ? 200 : 503, report);
+      },
+    },
+    {
+      method: 'GET',
+      path: /^\/metrics$/,
+      access: 'token',
+      handler: async ({ res }) => {
+        const { contentType, body } = await d.metrics.render();
+        sendText(res, 200, contentType, body);
+      },
+    },
+    {
+      method: 'GET',
+      path: /^\/api\/rules$/,
+      access: 'token',
+      handler: ({ res }) => sendJson(res, 200, { rules: ruleViews(d) }),
+    },
+    {
+      method: 'POST',
+      path: /^\/api\/rules\/([^/]+)\/run$/,
+      access: 'token',
+      handler: ({ res, params }) => {
+        const name = params[0]!;
+        const rule = d.config().rules.find((r) => r.name === name);
+        if (!rule) throw new HttpError(404, `no rule named ${JSON.stringify(name)}`);
+        if (!rule.enabled) throw new HttpError(409, `rule ${name} is disabled (enabled: false)`);
+        const result = d.trigger(name, { type: 'manual', at: new Date().toISOString() }, { full: true, artifacts: [], deletions: [] });
+        sendJson(res, 202, { execution: summarize(result.execution), queued: result.queued, merged: result.merged }, { location: `/api/executions/${result.execution.id}` });
+      },
+    },
+    {
+      method: 'GET',
+      path: /^\/api\/executions$/,
+      access: 'token',
+      handler: ({ res, url }) => {
+        const rule = url.searchParams.get('rule');
+        const status = url.searchParams.get('status');
+        if (status && !STATUSES.has(status as ExecutionStatus)) throw new HttpError(400, `status must be one of ${[...STATUSES].join(', ')}`);
+        const limitRaw = url.searchParams.get('limit');
+        const limit = limitRaw === null ? 50 : Number(limitRaw);
+        if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new HttpError(400, 'limit must be an integer from 1 to 1000');
+        const all = d.history.list().filter((e) => (!rule || e.rule === rule) && (!status || e.status === status));
+        sendJson(res, 200, { total: all.length, executions: all.slice(0, limit).map(summarize) });
+      },
+    },
+    {
+      method: 'GET',
+      path: /^\/api\/executions\/([^/]+)$/,
+      access: 'token',
+      handler: async ({ res, params }) => {
+        const id = executionId(params[0]!);
+        const e: Execution | undefined = d.runner.current(id) ?? (await d.history.get(id));
+        if (!e) throw new HttpError(404, `no execution ${id}`);
+        sendJson(res, 200, { ...e, trigger: e.triggers[0]?.type ?? 'manual' });
+      },
+    },
+    {
+      method: 'POST',
+      path: /^\/api\/executions\/([^/]+)\/cancel$/,
+      access: 'token',
+      handler: ({ res, params }) => {
+        const id = executionId(params[0]!);
+        const outcome = d.runner.cancel(id);
+        if (outcome === 'unknown') throw new HttpError(404, `no execution ${id}`);
+        if (outcome === 'finished') throw new HttpError(409, `execution ${id} has already finished`);
+        sendJson(res, outcome === 'cancelling' ? 202 : 200, { id, status: outcome });
+      },
+    },
+    {
+      method: 'GET',
+      path: /^\/api\/bandwidth$/,
+      access: 'token',
+      handler: ({ res }) => sendJson(res, 200, { bandwidth: d.bandwidth(), display: displayBandwidth(d.bandwidth()) }),
+    },
+    {
+      method: 'PUT',
+      path: /^\/api\/bandwidth$/,
+      access: 'token',
+      handler: async ({ req, res }) => {
+        const body = await readJson(req, 4096);
+        const raw = (body as { bandwidth?: unknown } | undefined)?.bandwidth;
+        const parsed = typeof raw === 'string' || typeof raw === 'number' ? parseBandwidth(raw) : null;
+        if (parsed === null) throw new HttpError(400, 'expected {"bandwidth": "100Mbps"} (also "25MB/s", a number of bytes per second, or 0 for unlimited)');
+        d.setBandwidth(parsed);
+        sendJson(res, 200, { bandwidth: d.bandwidth(), display: displayBandwidth(d.bandwidth()) });
+      },
+    },
+    {
+      method: 'GET',
+      path: /^\/api\/status$/,
+      access: 'token',
+      handler: ({ res }) => sendJson(res, 200, statusView(d)),
+    },
+  ];
+}

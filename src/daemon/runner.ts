@@ -1,0 +1,332 @@
+// Runs rules: never two runs of one rule at once. A trigger that arrives while the rule runs queues
+// exactly one follow-up run; later triggers merge into that follow-up (a full run absorbs webhook
+// artifacts; webhook artifacts and deletions accumulate, the later event winning for one artifact).
+import type { RuleConfig } from '../config/schema.js';
+import type { RuleReport } from '../engine/report.js';
+import type { Logger } from '../log.js';
+import type { SourceArtifact } from '../plan/types.js';
+import type { ArtifactResult, BlobCounts } from '../transfer/stats.js';
+import type { EnginePool } from './engines.js';
+import { type DeleteRequest, type Execution, type RunRequest, type TriggerInfo, emptyExecution } from './execution.js';
+import type { History } from './history.js';
+import { deleteAtDestination } from './remote-delete.js';
+
+/** Why a run was aborted: by the API (cancelled) or by a shutdown (interrupted, resumed on restart). */
+class StopReason extends Error {
+  constructor(readonly kind: 'cancel' | 'shutdown') {
+    super(kind === 'cancel' ? 'cancelled through the API' : 'daemon shutting down');
+  }
+}
+
+interface Active {
+  exec: Execution;
+  controller: AbortController;
+  /** Blobs being copied right now: digest → size and start. */
+  inFlight: Map<string, { size: number; since: number }>;
+  done: Promise<void>;
+}
+
+export interface LiveRun {
+  id: number;
+  rule: string;
+  trigger: TriggerInfo['type'];
+  startedAt: string;
+  elapsedMs: number;
+  bytes: number;
+  artifacts: Execution['artifacts'];
+  blobs: BlobCounts;
+  inFlight: { digest: string; size: number; elapsedMs: number }[];
+  queued: boolean;
+}
+
+export interface RunnerHooks {
+  onStart?: (e: Execution) => void;
+  onFinish?: (e: Execution) => void;
+}
+
+export interface TriggerResult {
+  execution: Execution;
+  /** true: waits for the running one; false: started now. */
+  queued: boolean;
+  /** true: merged into a follow-up that was already queued. */
+  merged: boolean;
+}
+
+export class Runner {
+  private readonly active = new Map<string, Active>();
+  private readonly queued = new Map<string, Execution>();
+  private draining = false;
+
+  constructor(
+    private readonly engines: EnginePool,
+    private readonly history: History,
+    private readonly logger: Logger,
+    private readonly hooks: RunnerHooks = {},
+  ) {}
+
+  /** Starts a run of `rule` now, or queues (merges into) its one follow-up when it is running. */
+  trigger(rule: string, trigger: TriggerInfo, request: RunRequest): TriggerResult {
+    if (this.draining) throw new Error('the daemon is shutting down');
+    const waiting = this.queued.get(rule);
+    if (waiting) {
+      waiting.triggers.push(trigger);
+      waiting.request = mergeRequests(waiting.request, request);
+      this.history.save(waiting);
+      this.logger.info({ rule, execution: waiting.id, trigger: trigger.type }, 'trigger merged into the queued follow-up run');
+      return { execution: waiting, queued: true, merged: true };
+    }
+    const exec = emptyExecution(this.history.nextId(), rule, trigger, normalize(request), new Date());
+    if (this.active.has(rule)) {
+      this.queued.set(rule, exec);
+      this.history.save(exec);
+      this.logger.info({ rule, execution: exec.id, trigger: trigger.type }, 'rule is running: follow-up run queued');
+      return { execution: exec, queued: true, merged: false };
+    }
+    this.start(exec);
+    return { execution: exec, queued: false, merged: false };
+  }
+
+  /** Cancels a running (abort) or queued (drop) execution. */
+  cancel(id: number): 'cancelling' | 'cancelled' | 'finished' | 'unknown' {
+    for (const a of this.active.values()) {
+      if (a.exec.id !== id) continue;
+      if (!a.controller.signal.aborted) a.controller.abort(new StopReason('cancel'));
+      return 'cancelling';
+    }
+    for (const [rule, e] of this.queued) {
+      if (e.id !== id) continue;
+      this.queued.delete(rule);
+      this.finish(e, 'cancelled', ['cancelled through the API before it started']);
+      return 'cancelled';
+    }
+    return this.history.peek(id) ? 'finished' : 'unknown';
+  }
+
+  /** Drops queued runs of rules that a reloaded config no longer has. */
+  forgetRules(keep: Set<string>): void {
+    for (const [rule, e] of this.queued) {
+      if (keep.has(rule)) continue;
+      this.queued.delete(rule);
+      this.finish(e, 'cancelled', ['the rule was removed from the config']);
+    }
+  }
+
+  state(rule: string): { running?: number; queued?: number } {
+    return { running: this.active.get(rule)?.exec.id, queued: this.queued.get(rule)?.id };
+  }
+
+  /** A running or queued execution (live copy), else undefined. */
+  current(id: number): Execution | undefined {
+    for (const a of this.active.values()) if (a.exec.id === id) return a.exec;
+    for (const e of this.queued.values()) if (e.id === id) return e;
+    return undefined;
+  }
+
+  live(now = Date.now()): LiveRun[] {
+    const runs: LiveRun[] = [];
+    for (const a of this.active.values()) {
+      const started = Date.parse(a.exec.startedAt ?? a.exec.queuedAt);
+      runs.push({
+        id: a.exec.id,
+        rule: a.exec.rule,
+        trigger: a.exec.triggers[0]?.type ?? 'manual',
+        startedAt: a.exec.startedAt ?? a.exec.queuedAt,
+        elapsedMs: now - started,
+        bytes: a.exec.bytes,
+        artifacts: { ...a.exec.artifacts },
+        blobs: { ...a.exec.blobs },
+        inFlight: [...a.inFlight].map(([digest, b]) => ({ digest, size: b.size, elapsedMs: now - b.since })),
+        queued: this.queued.has(a.exec.rule),
+      });
+    }
+    return runs.sort((x, y) => x.id - y.id);
+  }
+
+  get running(): number {
+    return this.active.size;
+  }
+
+  // --- engine events (one run per rule at a time, so the rule name identifies the execution) ---
+
+  onBytes(n: number, rule: string): void {
+    const a = this.active.get(rule);
+    if (a) a.exec.bytes += n;
+  }
+
+  onBlob(outcome: keyof BlobCounts, rule: string): void {
+    const a = this.active.get(rule);
+    if (a) a.exec.blobs[outcome]++;
+  }
+
+  onBlobStart(digest: string, size: number, rule: string): void {
+    this.active.get(rule)?.inFlight.set(digest, { size, since: Date.now() });
+  }
+
+  onBlobEnd(digest: string, rule: string): void {
+    this.active.get(rule)?.inFlight.delete(digest);
+  }
+
+  onArtifact(result: ArtifactResult, rule: string): void {
+    const a = this.active.get(rule);
+    if (!a) return;
+    a.exec.items.push(result);
+    a.exec.artifacts[result.status]++;
+  }
+
+  /** Resolves when nothing runs (tests, shutdown). */
+  async idle(): Promise<void> {
+    while (this.active.size) await Promise.all([...this.active.values()].map((a) => a.done));
+  }
+
+  /**
+   * Stops: queued runs are marked interrupted (run again on restart), running ones get `graceMs` to
+   * finish, then are aborted and marked interrupted too.
+   */
+  async shutdown(graceMs: number): Promise<void> {
+    this.draining = true;
+    for (const [rule, e] of this.queued) {
+      this.queued.delete(rule);
+      this.finish(e, 'interrupted', ['the daemon stopped before this run started; it runs again at the next start']);
+    }
+    if (!this.active.size) return;
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, graceMs);
+    });
+    await Promise.race([this.idle(), grace]);
+    clearTimeout(timer);
+    this.abortAll();
+    await this.idle();
+  }
+
+  /** Aborts every running run at once (a second signal during shutdown). */
+  abortAll(): void {
+    this.draining = true;
+    for (const a of this.active.values()) if (!a.controller.signal.aborted) a.controller.abort(new StopReason('shutdown'));
+  }
+
+  // --- internals ---
+
+  private start(exec: Execution): void {
+    const active: Active = { exec, controller: new AbortController(), inFlight: new Map(), done: Promise.resolve() };
+    this.active.set(exec.rule, active);
+    exec.status = 'running';
+    exec.startedAt = new Date().toISOString();
+    this.history.save(exec);
+    this.hooks.onStart?.(exec);
+    this.logger.info({ rule: exec.rule, execution: exec.id, trigger: exec.triggers[0]?.type }, 'run started');
+    active.done = this.execute(active)
+      .catch((err: unknown) => {
+        this.logger.error({ rule: exec.rule, execution: exec.id, err: (err as Error).message }, 'run crashed');
+        this.finish(exec, 'failed', [(err as Error).message]);
+      })
+      .finally(() => {
+        this.active.delete(exec.rule);
+        const next = this.queued.get(exec.rule);
+        if (next && !this.draining) {
+          this.queued.delete(exec.rule);
+          this.start(next);
+        }
+      });
+  }
+
+  private async execute(active: Active): Promise<void> {
+    const { exec, controller } = active;
+    const signal = controller.signal;
+    const { engine, release } = this.engines.acquire();
+    try {
+      const rule = engine.config.rules.find((r) => r.name === exec.rule);
+      if (!rule) {
+        this.finish(exec, 'failed', [`rule "${exec.rule}" is not in the config any more`]);
+        return;
+      }
+      const req = exec.request;
+      const errors: string[] = [];
+      let status: Execution['status'] = 'ok';
+      if (req.full || req.artifacts.length) {
+        const report = await engine.sync({
+          rules: [rule.name],
+          signal,
+          skipPreflight: true,
+          artifacts: req.full ? undefined : (r: RuleConfig) => (r.name === rule.name ? req.artifacts : []),
+        });
+        const r = report.rules[0];
+        if (r) {
+          applyReport(exec, r);
+          errors.push(...reportErrors(r));
+          status = r.status === 'planned' ? 'ok' : r.status;
+        }
+      }
+      if (req.deletions.length && !signal.aborted) {
+        if (!rule.deleteRemote) {
+          errors.push(`${req.deletions.length} deletion(s) at the source ignored: deleteRemote is off for this rule`);
+        } else {
+          exec.deletions = await deleteAtDestination(engine, rule, req.deletions, this.history, this.logger, signal);
+          for (const d of exec.deletions) if (d.status === 'failed') errors.push(`delete ${d.destination ?? d.source}: ${d.reason}`);
+          if (exec.deletions.some((d) => d.status === 'failed') && status === 'ok') status = 'partial';
+        }
+      }
+      if (signal.aborted) status = (signal.reason as StopReason | undefined)?.kind === 'shutdown' ? 'interrupted' : 'cancelled';
+      this.finish(exec, status, errors);
+    } finally {
+      release();
+    }
+  }
+
+  private finish(exec: Execution, status: Execution['status'], errors: string[]): void {
+    exec.status = status;
+    exec.errors = [...exec.errors, ...errors];
+    exec.finishedAt = new Date().toISOString();
+    if (exec.startedAt) exec.durationMs = Date.parse(exec.finishedAt) - Date.parse(exec.startedAt);
+    this.history.save(exec);
+    if (exec.startedAt) this.hooks.onFinish?.(exec);
+    const level = status === 'ok' ? 'info' : status === 'cancelled' || status === 'interrupted' ? 'warn' : 'error';
+    this.logger[level]({ rule: exec.rule, execution: exec.id, status, artifacts: exec.artifacts, bytes: exec.bytes, durationMs: exec.durationMs }, 'run finished');
+  }
+}
+
+function applyReport(exec: Execution, r: RuleReport): void {
+  exec.artifacts = { ...r.artifacts };
+  exec.blobs = { ...r.blobs };
+  exec.bytes = r.bytes;
+  exec.items = r.items;
+}
+
+function reportErrors(r: RuleReport): string[] {
+  const errors: string[] = [];
+  if (r.error) errors.push(r.error);
+  for (const p of r.problems) errors.push(`${p.sourceRepository}${p.destinationRepository ? ` -> ${p.destinationRepository}` : ''}: ${p.message}`);
+  for (const i of r.items) if (i.status === 'failed') errors.push(`${i.source} -> ${i.destination}: ${i.reason ?? 'failed'}`);
+  return errors;
+}
+
+// --- merging requests ---
+
+function artifactKeys(a: { repository: string; digest?: string | undefined; tags?: string[]; tag?: string | undefined }): string[] {
+  const keys: string[] = [];
+  if (a.digest) keys.push(`${a.repository}@${a.digest}`);
+  for (const t of a.tags ?? (a.tag ? [a.tag] : [])) keys.push(`${a.repository}:${t}`);
+  return keys;
+}
+
+function normalize(r: RunRequest): RunRequest {
+  return mergeRequests({ full: r.full, artifacts: [], deletions: [] }, r);
+}
+
+/** `later` wins: an artifact pushed after being deleted is copied, not deleted, and vice versa. */
+export function mergeRequests(earlier: RunRequest, later: RunRequest): RunRequest {
+  const full = earlier.full || later.full;
+  const laterDeleted = new Set(later.deletions.flatMap(artifactKeys));
+  const laterPushed = new Set(later.artifacts.flatMap(artifactKeys));
+  const artifacts = new Map<string, SourceArtifact>();
+  if (!full) {
+    for (const a of [...earlier.artifacts.filter((a) => !artifactKeys(a).some((k) => laterDeleted.has(k))), ...later.artifacts]) {
+      artifacts.set(artifactKeys(a).join('|') || a.repository, a);
+    }
+  }
+  const deletions = new Map<string, DeleteRequest>();
+  for (const d of [...earlier.deletions.filter((d) => !artifactKeys(d).some((k) => laterPushed.has(k))), ...later.deletions]) {
+    deletions.set(artifactKeys(d).join('|') || d.repository, d);
+  }
+  return { full, artifacts: [...artifacts.values()], deletions: [...deletions.values()] };
+}
