@@ -1,13 +1,13 @@
 // argv → commands. Exit codes (DESIGN.md): 0 all copied or present, 1 some artifacts failed,
 // 2 invalid config or arguments, 3 a registry could not be reached or refused the credentials.
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import type { Logger } from 'pino';
 import { ConfigError, loadConfig, parseConfig } from '../config/load.js';
 import type { FerryConfig } from '../config/schema.js';
 import { Engine, PreflightError, UnknownRuleError } from '../engine/engine.js';
 import { type SyncReport, formatTextReport, summarize } from '../engine/report.js';
 import { createLogger } from '../log.js';
 import { RefError, resolveRef } from './refs.js';
+import { withGracefulSignals } from './signals.js';
 
 export const ExitCode = { ok: 0, partial: 1, invalid: 2, unreachable: 3, interrupted: 130, terminated: 143 } as const;
 
@@ -49,33 +49,6 @@ function withStateDir(config: FerryConfig, stateDir: string | undefined): FerryC
   return stateDir ? { ...config, transfer: { ...config.transfer, stateDir } } : config;
 }
 
-/**
- * Runs `fn` with SIGINT/SIGTERM handling: the first signal aborts the run (in-flight blobs are
- * cancelled, the report is still written), a second one exits at once.
- */
-async function withSignals<T>(logger: Logger, fn: (signal: AbortSignal) => Promise<T>): Promise<{ result: T; signal?: NodeJS.Signals }> {
-  const controller = new AbortController();
-  let received: NodeJS.Signals | undefined;
-  const onSignal = (sig: NodeJS.Signals) => {
-    if (received) {
-      logger.warn({ signal: sig }, 'second signal, exiting now');
-      process.exit(sig === 'SIGINT' ? ExitCode.interrupted : ExitCode.terminated);
-    }
-    received = sig;
-    logger.warn({ signal: sig }, 'stopping: no new work; in-flight transfers are cancelled and resume on the next run');
-    controller.abort(new Error(`interrupted by ${sig}`));
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  try {
-    const result = await fn(controller.signal);
-    return received ? { result, signal: received } : { result };
-  } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-  }
-}
-
 export function buildProgram(run: { code: number }): Command {
   const program = new Command('ferry')
     .description('Replicates container images, OCI artifacts and Helm charts between registries (Harbor, TCR, SWR, any OCI registry).')
@@ -97,7 +70,9 @@ export function buildProgram(run: { code: number }): Command {
       const engine = new Engine(config, { logger, stateDir: opts.dryRun ? false : undefined });
       try {
         engine.selectRules(opts.rule);
-        const { result: report, signal } = await withSignals(logger, (abort) => engine.sync({ rules: opts.rule, dryRun: opts.dryRun, signal: abort }));
+        const { result: report, signal } = await withGracefulSignals(logger, { gracePeriodSeconds: config.transfer.gracePeriod }, ({ stop, abort }) =>
+          engine.sync({ rules: opts.rule, dryRun: opts.dryRun, signal: abort, stop }),
+        );
         printReport(report, opts.output);
         run.code = signal ? (signal === 'SIGINT' ? ExitCode.interrupted : ExitCode.terminated) : exitFor(report);
       } finally {

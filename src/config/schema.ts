@@ -136,6 +136,12 @@ export const transferSchema = z.strictObject({
   resumeThreshold: size.default(64 * 1024 * 1024),
   /** Idle time allowed on one request before it is aborted (seconds). */
   requestTimeout: z.number().positive().default(120),
+  /**
+   * Slowest average rate a blob copy may keep before the attempt is abandoned and retried: the
+   * per-blob deadline is requestTimeout + size / minBlobRate (lowered under a bandwidth cap to a
+   * quarter of each slot's share). 0 = no per-blob deadline.
+   */
+  minBlobRate: bandwidth.default(16 * 1024),
   /** Seconds SIGINT/SIGTERM waits for in-flight blobs before checkpointing and exiting. */
   gracePeriod: z.number().min(0).default(30),
   /** Artifacts (manifest trees) processed at once; blobs are bounded separately by `concurrency`. */

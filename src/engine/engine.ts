@@ -13,6 +13,7 @@ import type { Provider } from '../providers/types.js';
 import { AuthError, UnreachableError } from '../registry/errors.js';
 import { ArtifactCopier, type ManifestHooks } from '../transfer/artifact-copier.js';
 import { BlobCopier, type UploadStrategy } from '../transfer/blob-copier.js';
+import { ChunkedUpload } from '../transfer/chunked.js';
 import { Journal } from '../transfer/journal.js';
 import { RuleStats, type TransferEvents } from '../transfer/stats.js';
 import { TokenBucket } from '../transfer/throttle.js';
@@ -46,7 +47,13 @@ export interface SyncOptions {
   /** Rule names to run; all enabled rules when empty. */
   rules?: string[] | undefined;
   dryRun?: boolean | undefined;
+  /** Aborts everything, in-flight copies included (their resumable uploads keep their checkpoints). */
   signal?: AbortSignal | undefined;
+  /**
+   * Graceful stop: once aborted, no new artifact or blob copy starts (nor listing); copies in flight go
+   * on until they end or `signal` aborts (the CLI aborts it when transfer.gracePeriod has passed).
+   */
+  stop?: AbortSignal | undefined;
   /** Skip the reachability check (the daemon checks at start-up and on /readyz instead). */
   skipPreflight?: boolean | undefined;
   /** Use these artifacts instead of listing the source (webhook-triggered runs). */
@@ -84,7 +91,19 @@ export class Engine {
       journalMaxAgeMs: config.transfer.journalMaxAge * 1000,
       processBucket: this.processBucket,
       logger: this.logger,
-      uploadStrategy: opts.uploadStrategy,
+      uploadStrategy:
+        opts.uploadStrategy ??
+        (config.transfer.chunkSize > 0
+          ? new ChunkedUpload({
+              chunkSize: config.transfer.chunkSize,
+              resumeThreshold: config.transfer.resumeThreshold,
+              journal: this.journal,
+              processBucket: this.processBucket,
+              logger: this.logger,
+            })
+          : undefined),
+      minBlobRate: config.transfer.minBlobRate,
+      requestTimeoutMs: config.transfer.requestTimeout * 1000,
     });
     this.artifacts = new ArtifactCopier(this.blobs, this.journal, this.logger, opts.hooks);
     this.artifactQueue = new PQueue({ concurrency: config.transfer.artifactConcurrency });
@@ -108,6 +127,13 @@ export class Engine {
   /** Changes the process bandwidth cap (bytes/s, 0 = unlimited) for running and future transfers. */
   setBandwidth(bytesPerSecond: number): void {
     this.processBucket.setRate(bytesPerSecond);
+  }
+
+  /** Changes one rule's cap (bytes/s, 0 = none beyond the process cap) for running and future transfers. */
+  setRuleBandwidth(rule: string, bytesPerSecond: number): void {
+    const bucket = this.ruleBuckets.get(rule);
+    if (bucket) bucket.setRate(bytesPerSecond);
+    else if (bytesPerSecond > 0) this.ruleBuckets.set(rule, new TokenBucket(bytesPerSecond));
   }
 
   selectRules(names?: string[]): RuleConfig[] {
@@ -148,7 +174,7 @@ export class Engine {
       source.listArtifacts({
         repositoryMayMatch: keepRepo,
         includeChartMuseum: !rule.filters.kinds || rule.filters.kinds.includes('chart'),
-        signal: opts.signal,
+        signal: anySignal(opts.signal, opts.stop),
       });
     const plan = await buildRulePlan(rule, filterRepos(artifacts, keepRepo), {
       sourceRegistry: rule.source,
@@ -164,7 +190,7 @@ export class Engine {
     const rules = this.selectRules(opts.rules);
     if (!opts.skipPreflight) await this.preflight(rules, !opts.dryRun);
     const reports = await Promise.all(rules.map((rule) => this.runRule(rule, opts)));
-    return summarize(reports, startedAt, !!opts.dryRun, !!opts.signal?.aborted);
+    return summarize(reports, startedAt, !!opts.dryRun, !!opts.signal?.aborted || !!opts.stop?.aborted);
   }
 
   async runRule(rule: RuleConfig, opts: SyncOptions = {}): Promise<RuleReport> {
@@ -192,14 +218,14 @@ export class Engine {
         report.plan = plan.items.map(plannedCopy);
         report.status = 'planned';
       } else {
-        await this.execute(rule, plan.items, stats, opts.signal);
+        await this.execute(rule, plan.items, stats, opts.signal, opts.stop);
         report.artifacts.copied = stats.count('copied');
         report.artifacts.present = stats.count('present');
         report.artifacts.skipped = stats.count('skipped');
         report.artifacts.failed = stats.count('failed') + plan.problems.length;
         report.bytes = stats.bytes;
         report.referrers = stats.artifacts.reduce((n, a) => n + (a.referrers ?? 0), 0);
-        report.status = opts.signal?.aborted ? 'cancelled' : report.artifacts.failed ? 'partial' : 'ok';
+        report.status = opts.signal?.aborted || opts.stop?.aborted ? 'cancelled' : report.artifacts.failed ? 'partial' : 'ok';
       }
     } catch (err) {
       this.logger.error({ rule: rule.name, err: (err as Error).message }, 'rule failed');
@@ -210,7 +236,7 @@ export class Engine {
     return report;
   }
 
-  private async execute(rule: RuleConfig, items: WorkItem[], stats: RuleStats, signal?: AbortSignal): Promise<void> {
+  private async execute(rule: RuleConfig, items: WorkItem[], stats: RuleStats, signal?: AbortSignal, stop?: AbortSignal): Promise<void> {
     const source = this.provider(rule.source);
     const destination = this.provider(rule.destination);
     const destinationKey = registryKey(rule.destination, destination.config);
@@ -218,27 +244,24 @@ export class Engine {
     const ruleBucket = this.ruleBucket(rule);
     await Promise.all(
       items.map((item) =>
-        this.artifactQueue
-          .add(
-            () =>
-              this.artifacts.copy({
-                item,
-                source: source.client,
-                destination: destination.client,
-                destinationKey,
-                override: rule.override,
-                stats,
-                ruleBucket,
-                signal,
-                kindAllowed: (kind) => filters.kindAllowed(kind),
-                prepareDestination: (repo) => destination.prepareDestination(repo),
-              }),
-            { signal },
-          )
-          .catch((err: unknown) => {
-            // Aborted before it started: not a failure of the artifact.
-            if (!signal?.aborted) throw err;
-          }),
+        // No `signal` option to p-queue (it would reject at once while the copy runs on): a queued
+        // artifact checks stop/abort when its turn comes and is then left out of the report.
+        this.artifactQueue.add(async () => {
+          if (signal?.aborted || stop?.aborted) return;
+          await this.artifacts.copy({
+            item,
+            source: source.client,
+            destination: destination.client,
+            destinationKey,
+            override: rule.override,
+            stats,
+            ruleBucket,
+            signal,
+            stop,
+            kindAllowed: (kind) => filters.kindAllowed(kind),
+            prepareDestination: (repo) => destination.prepareDestination(repo),
+          });
+        }),
       ),
     );
   }
@@ -305,4 +328,9 @@ export class Engine {
 
 async function* filterRepos(artifacts: SourceArtifact[] | AsyncIterable<SourceArtifact>, keep: (repo: string) => boolean): AsyncIterable<SourceArtifact> {
   for await (const a of artifacts) if (keep(a.repository)) yield a;
+}
+
+function anySignal(...signals: (AbortSignal | undefined)[]): AbortSignal | undefined {
+  const given = signals.filter((s): s is AbortSignal => s !== undefined);
+  return given.length <= 1 ? given[0] : AbortSignal.any(given);
 }

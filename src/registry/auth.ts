@@ -3,7 +3,7 @@
 // per scope set until shortly before they expire; concurrent requests for the same scopes share one
 // token fetch.
 import type { Logger } from 'pino';
-import { AuthError, RegistryError, parseErrorBody } from './errors.js';
+import { RegistryError, TokenRefusedError, parseErrorBody } from './errors.js';
 import { type HttpTransport, readText } from './http.js';
 
 export interface Credentials {
@@ -132,7 +132,7 @@ export class Authenticator {
     const text = await readText(res, 1024 * 1024);
     if (res.statusCode === 401 || res.statusCode === 403) {
       const { code, message } = parseErrorBody(text);
-      throw new AuthError(creds ? 'the token service refused the credentials' : 'the registry requires credentials and none are configured', {
+      throw new TokenRefusedError(creds ? 'the token service refused the credentials' : 'the registry requires credentials and none are configured', {
         registry: this.registry,
         status: res.statusCode,
         code,

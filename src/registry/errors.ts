@@ -42,6 +42,12 @@ export class AuthError extends RegistryError {
   override name = 'AuthError';
 }
 
+/** The token service refused the credentials: retrying cannot help (unlike a registry refusing a token). */
+export class TokenRefusedError extends AuthError {
+  override name = 'TokenRefusedError';
+  readonly retryable = false;
+}
+
 /** DNS, connection refused, TLS failure, timeout: the registry could not be reached at all. */
 export class UnreachableError extends RegistryError {
   override name = 'UnreachableError';

@@ -164,6 +164,12 @@ export class HttpTransport {
         await sleep(delay, undefined, { signal: req.signal });
         continue;
       }
+      if ((res.statusCode === 429 || res.statusCode === 503) && !replayable) {
+        // A streamed body cannot be replayed here: the caller retries the whole blob, and its next
+        // request to this registry still honours Retry-After.
+        const retryAfter = parseRetryAfter(res.headers['retry-after']);
+        if (retryAfter !== undefined) this.pausedUntil = Math.max(this.pausedUntil, Date.now() + retryAfter);
+      }
       return res;
     }
   }

@@ -29,6 +29,8 @@ export interface ArtifactContext {
   stats: RuleStats;
   ruleBucket?: TokenBucket | undefined;
   signal?: AbortSignal | undefined;
+  /** Graceful stop: no new blob copy starts once it fires (see SyncOptions.stop). */
+  stop?: AbortSignal | undefined;
   /** Kind filter applied once the manifest is known (plain registries don't list kinds). */
   kindAllowed?: ((kind: ArtifactKind) => boolean) | undefined;
   /** Makes the destination namespace exist (provider-specific); called before the first push. */
@@ -108,6 +110,15 @@ export class ArtifactCopier {
         bytes: ctx.stats.bytes - bytesBefore,
       });
     } catch (err) {
+      if (ctx.stop?.aborted || ctx.signal?.aborted) {
+        const why = ((ctx.stop?.aborted ? ctx.stop.reason : ctx.signal?.reason) as Error | undefined)?.message ?? 'stopping';
+        return this.finish(ctx, {
+          ...result,
+          status: 'failed',
+          reason: `interrupted (${why}) before it was complete; the next run resumes it`,
+          error: { name: 'Interrupted', message: (err as Error).message },
+        });
+      }
       return this.finish(ctx, { ...result, status: 'failed', reason: (err as Error).message, error: describeError(err) });
     }
   }
@@ -125,11 +136,11 @@ export class ArtifactCopier {
    */
   async copyContent(ctx: ArtifactContext, effective: ParsedManifest): Promise<void> {
     if (effective.kind === 'index') {
-      await Promise.all(effective.manifests.map((child) => this.copyChild(ctx, child)));
+      await settleAll(effective.manifests.map((child) => this.copyChild(ctx, child)));
       return;
     }
     const blobs = uniqueByDigest([effective.config, ...effective.layers].filter((d) => !FOREIGN_LAYER_TYPES.has(d.mediaType)));
-    await Promise.all(
+    await settleAll(
       blobs.map((descriptor) =>
         this.blobs.copy({
           source: ctx.source,
@@ -141,6 +152,7 @@ export class ArtifactCopier {
           stats: ctx.stats,
           ruleBucket: ctx.ruleBucket,
           signal: ctx.signal,
+          stop: ctx.stop,
         }),
       ),
     );
@@ -158,6 +170,17 @@ export class ArtifactCopier {
     await ctx.destination.putManifest(repo, child.digest, manifest.bytes, manifest.mediaType || child.mediaType);
     this.journal.recordManifest(ctx.destinationKey, repo, child.digest);
   }
+}
+
+/**
+ * Like Promise.all, but waits for every copy to settle before rejecting with the first failure: an
+ * artifact is finished only when none of its copies is still running (so a graceful stop waits for
+ * the blobs in flight, and a finished run leaves nothing uploading behind it).
+ */
+async function settleAll(promises: Promise<unknown>[]): Promise<void> {
+  const results = await Promise.allSettled(promises);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
 }
 
 function uniqueByDigest(descriptors: Descriptor[]): Descriptor[] {

@@ -28,14 +28,26 @@ export interface BlobJob {
   stats: RuleStats;
   /** Rule bandwidth bucket (the process bucket is added by the copier). */
   ruleBucket?: TokenBucket | undefined;
+  /** Aborts the copy in flight (and, for a strategy, everything of this attempt). */
   signal?: AbortSignal | undefined;
+  /** Graceful stop: once aborted, no new blob copy starts; copies in flight go on until `signal`. */
+  stop?: AbortSignal | undefined;
+  /** Set by the copier for each attempt: fires only when the per-blob deadline passes (not on stop/abort). */
+  deadline?: AbortSignal | undefined;
 }
 
 export type BlobOutcome = 'uploaded' | 'mounted' | 'skipped';
 
 /** Uploads a verified body into an open session. The chunked / resumable strategy plugs in here. */
 export interface UploadStrategy {
-  upload(job: BlobJob, location: URL, open: (start: number) => Promise<VerifiedBody>): Promise<void>;
+  upload(job: BlobJob, location: URL, open: (start: number) => Promise<VerifiedBody>, session?: { minChunkLength?: number | undefined }): Promise<void>;
+  /**
+   * Finishes an upload checkpointed earlier (this process or a previous run), before a new session is
+   * opened. Resolves true when the blob is now complete, false when there is nothing to resume.
+   */
+  resume?(job: BlobJob): Promise<boolean>;
+  /** True when the strategy cancels (or keeps, to resume) its sessions itself on failure. */
+  readonly ownsSession?: boolean;
 }
 
 export interface VerifiedBody {
@@ -55,6 +67,28 @@ export interface BlobCopierOptions {
   processBucket: TokenBucket;
   logger?: Logger | undefined;
   uploadStrategy?: UploadStrategy | undefined;
+  /**
+   * Per-blob deadline: an attempt is abandoned after `requestTimeoutMs + size / rate`, where rate is
+   * `minBlobRate` (bytes/s), lowered under a bandwidth cap to a quarter of each slot's fair share.
+   * 0 or absent = no per-blob deadline (the per-request idle timeout still applies).
+   */
+  minBlobRate?: number | undefined;
+  requestTimeoutMs?: number | undefined;
+}
+
+/** Not copied because a graceful stop began before the copy started; never retried. */
+export class StoppedError extends Error {
+  override name = 'StoppedError';
+  readonly retryable = false;
+  constructor(reason?: unknown) {
+    super(`not started: stopping${reason instanceof Error ? ` (${reason.message})` : ''}; the next run copies it`);
+  }
+}
+
+/** An attempt that outlived its per-blob deadline (a trickling connection); retried like a network error. */
+export class BlobTimeoutError extends Error {
+  override name = 'BlobTimeoutError';
+  readonly retryable = true;
 }
 
 export class BlobCopier {
@@ -74,6 +108,7 @@ export class BlobCopier {
   }
 
   async copy(job: BlobJob): Promise<BlobOutcome> {
+    if (job.stop?.aborted) throw new StoppedError(job.stop.reason);
     const key = `${job.destinationKey}|${job.descriptor.digest}`;
     if (this.landed.get(key)?.has(job.destinationRepository)) {
       job.stats.addBlob('skipped', job.descriptor.size);
@@ -87,6 +122,7 @@ export class BlobCopier {
         job.stats.addBlob('skipped', job.descriptor.size);
         return 'skipped';
       }
+      if (job.stop?.aborted) throw new StoppedError(job.stop.reason);
       return this.enqueue(job, key);
     }
     const run = this.enqueue(job, key);
@@ -95,7 +131,13 @@ export class BlobCopier {
   }
 
   private async enqueue(job: BlobJob, key: string): Promise<BlobOutcome> {
-    const outcome = (await this.queue.add(() => this.process(job, key), { signal: job.signal })) as BlobOutcome;
+    // No `signal` option: p-queue would reject at once while the copy runs on. A queued copy checks
+    // for stop/abort when its turn comes; a running one sees `signal` itself.
+    const outcome = (await this.queue.add(() => {
+      if (job.signal?.aborted) throw job.signal.reason;
+      if (job.stop?.aborted) throw new StoppedError(job.stop.reason);
+      return this.process(job, key);
+    })) as BlobOutcome;
     let set = this.landed.get(key);
     if (!set) this.landed.set(key, (set = new Set()));
     set.add(job.destinationRepository);
@@ -112,13 +154,50 @@ export class BlobCopier {
     }
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.attempt(job, key, journaled !== undefined);
+        return await this.attemptWithDeadline(job, key, journaled !== undefined);
       } catch (err) {
-        if (!isRetryable(err) || attempt > this.opts.retries || job.signal?.aborted) throw err;
+        if (job.signal?.aborted) throw err;
+        // A token the registry refused during a streamed upload (expired early, clock skew): the
+        // client has dropped it and re-authenticates on the next attempt, which goes at once. A token
+        // service refusing the credentials (TokenRefusedError) is final.
+        if (err instanceof AuthError && err.status === 401 && (err as { retryable?: boolean }).retryable !== false && attempt <= this.opts.retries) {
+          this.opts.logger?.warn({ digest, repository: job.destinationRepository, attempt, err: err.message }, 'token refused during the copy, re-authenticating');
+          continue;
+        }
+        if (!isRetryable(err) || attempt > this.opts.retries) throw err;
         const delay = backoffMs(attempt);
         this.opts.logger?.warn({ digest, repository: job.destinationRepository, attempt, err: (err as Error).message }, 'blob copy failed, retrying');
         await sleep(delay, undefined, { signal: job.signal });
       }
+    }
+  }
+
+  /** The per-blob deadline of one attempt (ms), or undefined when there is none. */
+  deadlineMs(job: BlobJob): number | undefined {
+    const min = this.opts.minBlobRate ?? 0;
+    if (!(min > 0)) return undefined;
+    let rate = min;
+    for (const b of [this.opts.processBucket, job.ruleBucket]) {
+      if (b && b.bytesPerSecond > 0) rate = Math.min(rate, b.bytesPerSecond / this.opts.concurrency / 4);
+    }
+    return (this.opts.requestTimeoutMs ?? 120_000) + (Math.max(0, job.descriptor.size) / rate) * 1000;
+  }
+
+  private async attemptWithDeadline(job: BlobJob, key: string, wasJournaled: boolean): Promise<BlobOutcome> {
+    const ms = this.deadlineMs(job);
+    if (ms === undefined) return this.attempt(job, key, wasJournaled);
+    const deadline = AbortSignal.timeout(Math.ceil(ms));
+    const signal = job.signal ? AbortSignal.any([job.signal, deadline]) : deadline;
+    try {
+      return await this.attempt({ ...job, signal, deadline }, key, wasJournaled);
+    } catch (err) {
+      if (deadline.aborted && !job.signal?.aborted) {
+        throw new BlobTimeoutError(
+          `${job.descriptor.digest} (${job.descriptor.size} bytes) did not finish within ${Math.round(ms / 1000)} s (requestTimeout + size / minBlobRate): ${(err as Error).message}`,
+          { cause: err },
+        );
+      }
+      throw err;
     }
   }
 
@@ -133,9 +212,23 @@ export class BlobCopier {
     }
     if (wasJournaled) journal.forgetBlob(job.destinationKey, repo, digest);
 
+    // An upload this process or an earlier run checkpointed half-way: finish it.
+    const strategy = this.opts.uploadStrategy;
+    if (strategy?.resume) {
+      job.stats.blobStarted(digest, size);
+      try {
+        if (await strategy.resume(job)) {
+          journal.recordBlob(job.destinationKey, repo, digest, size);
+          return 'uploaded';
+        }
+      } finally {
+        job.stats.blobEnded(digest);
+      }
+    }
+
     // Mount from a repository where this run or an earlier one put the blob.
     const candidates = [...(this.landed.get(key) ?? []), ...journal.blobLocations(job.destinationKey, digest)].filter((r) => r !== repo);
-    let session = await startUpload(dst, repo, candidates[0] ? { digest, from: candidates[0] } : undefined);
+    const session = await startUpload(dst, repo, candidates[0] ? { digest, from: candidates[0] } : undefined);
     if (session.mounted) {
       journal.recordBlob(job.destinationKey, repo, digest, size);
       return 'mounted';
@@ -143,13 +236,13 @@ export class BlobCopier {
     job.stats.blobStarted(digest, size);
     try {
       const open = (start: number) => this.openVerified(job, start);
-      if (this.opts.uploadStrategy) {
-        await this.opts.uploadStrategy.upload(job, session.location, open);
+      if (strategy) {
+        await strategy.upload(job, session.location, open, { minChunkLength: session.minChunkLength });
       } else {
         await this.uploadMonolithic(job, session.location, open);
       }
     } catch (err) {
-      await cancelUpload(dst, repo, session.location);
+      if (!strategy?.ownsSession) await cancelUpload(dst, repo, session.location);
       throw err;
     } finally {
       job.stats.blobEnded(digest);
@@ -187,7 +280,8 @@ export class BlobCopier {
     const out = new PassThrough({ highWaterMark: 1024 * 1024 });
     const stages: NodeJS.ReadWriteStream[] = [];
     if (start === 0) stages.push(new DigestVerifier(digest, size, `${job.source.name}/${job.sourceRepository}`));
-    stages.push(throttled([this.opts.processBucket, ...(job.ruleBucket ? [job.ruleBucket] : [])], job.signal));
+    // The rule's bucket first: a stream its rule holds back must not sit on the shared process tokens.
+    stages.push(throttled([job.ruleBucket, this.opts.processBucket], job.signal));
     const counter = new Transform({
       transform(chunk: Buffer, _enc, done) {
         job.stats.addBytes(chunk.length);
@@ -202,6 +296,9 @@ export class BlobCopier {
 
 /** Whole-blob retries: network trouble and server-side failures, not bad content or refused credentials. */
 export function isRetryable(err: unknown): boolean {
+  // Errors that know (chunked uploads, stops, deadlines) say so themselves.
+  const flag = (err as { retryable?: unknown } | undefined)?.retryable;
+  if (typeof flag === 'boolean') return flag;
   if (err instanceof DigestMismatchError || err instanceof AuthError || err instanceof NotFoundError) return false;
   if (err instanceof UnreachableError) return true;
   if (err instanceof RegistryError) return err.status === undefined || err.status >= 500 || err.status === 429 || err.status === 408 || err.code === 'BLOB_UPLOAD_UNKNOWN' || err.code === 'BLOB_UPLOAD_INVALID';

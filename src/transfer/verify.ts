@@ -14,21 +14,23 @@ export class DigestVerifier extends Transform {
    * @param expected digest the bytes must hash to (sha256 or sha512)
    * @param size expected byte count (-1 when unknown)
    * @param where label for the error message (registry/repository)
-   * @param offset bytes already hashed elsewhere (see `hashState`): only for resumed uploads that
-   *        re-hash the prefix before continuing
+   * @param hash a hash that already holds the first `offset` bytes of the blob: for resumed uploads,
+   *        whose stream starts at `offset` (see resume.ts for how the state is rebuilt)
+   * @param offset bytes of the blob already in `hash`
    */
   constructor(
     readonly expected: string,
     private readonly size: number,
     private readonly where: string,
     hash?: Hash,
+    offset = 0,
   ) {
     super();
-    const algorithm = expected.split(':')[0]!;
-    this.hash = hash ?? createHash(algorithm === 'sha512' ? 'sha512' : 'sha256');
+    this.hash = hash ?? createHash(hashAlgorithm(expected));
+    this.seen = offset;
   }
 
-  /** Bytes that went through so far. */
+  /** Bytes of the blob hashed so far (including a resumed prefix). */
   get bytes(): number {
     return this.seen;
   }
@@ -53,4 +55,14 @@ export class DigestVerifier extends Transform {
     }
     done(null, this.held);
   }
+}
+
+/** Node's name of the hash a digest uses (sha256 unless it says sha512). */
+export function hashAlgorithm(digest: string): 'sha256' | 'sha512' {
+  return digest.startsWith('sha512:') ? 'sha512' : 'sha256';
+}
+
+/** `algorithm:hex` of a hash's current state, without consuming it. */
+export function digestOf(hash: Hash, algorithm: string): string {
+  return `${algorithm}:${hash.copy().digest('hex')}`;
 }
