@@ -1,9 +1,10 @@
 // The HTTP API with a fake engine: access control (loopback without a token, bearer token, refusing a
 // public listen without one), every endpoint's answers, bandwidth changes, and config reload.
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseConfig } from '../../src/config/load.js';
+import { join } from 'node:path';
+import { loadConfig, parseConfig } from '../../src/config/load.js';
 import { Daemon } from '../../src/daemon/service.js';
-import { DaemonConfigError } from '../../src/daemon/settings.js';
+import { DaemonConfigError, checkDaemonConfig, parseListen } from '../../src/daemon/settings.js';
 import { daemonConfig, eventually, fakeEngines, http } from './fakes.js';
 
 const TOKEN = 'test-token-0123456789abcdef';
@@ -20,6 +21,25 @@ async function start(daemonSection: Record<string, unknown> = {}, rules: Array<R
   await daemon.start();
   return { daemon, fakes, url: daemon.url };
 }
+
+describe('daemon settings', () => {
+  it('parses listen addresses and tells loopback from the rest', () => {
+    expect(parseListen('127.0.0.1:8480')).toEqual({ host: '127.0.0.1', port: 8480, loopback: true });
+    expect(parseListen('[::1]:9000')).toEqual({ host: '::1', port: 9000, loopback: true });
+    expect(parseListen('localhost:1')).toMatchObject({ loopback: true });
+    expect(parseListen('8480')).toEqual({ host: '127.0.0.1', port: 8480, loopback: true });
+    expect(parseListen(':8480')).toEqual({ host: '0.0.0.0', port: 8480, loopback: false });
+    expect(parseListen('10.1.2.3:8480')).toMatchObject({ loopback: false });
+    expect(() => parseListen('::1:8480')).toThrow(/brackets/);
+    expect(() => parseListen('host:99999')).toThrow(/invalid port/);
+  });
+
+  it('accepts the example daemon config', () => {
+    const env = new Proxy({} as NodeJS.ProcessEnv, { get: (_t, name) => (typeof name === 'string' ? `dummy-${name.toLowerCase()}` : undefined) });
+    const config = loadConfig(join(import.meta.dirname, '..', '..', 'config', 'daemon.yaml'), env);
+    expect(checkDaemonConfig(config).listen).toEqual({ host: '127.0.0.1', port: 8480, loopback: true });
+  });
+});
 
 describe('access', () => {
   it('refuses to start on a non-loopback address without a token, with a clear message', () => {
