@@ -20,7 +20,10 @@ class StopReason extends Error {
 
 interface Active {
   exec: Execution;
+  /** Aborts transfers in flight (cancel, or the end of the grace period). */
   controller: AbortController;
+  /** Graceful stop: no new artifact or blob copy starts; copies in flight go on. */
+  stopper: AbortController;
   /** Blobs being copied right now: digest → size and start. */
   inFlight: Map<string, { size: number; since: number }>;
   done: Promise<void>;
@@ -179,8 +182,9 @@ export class Runner {
   }
 
   /**
-   * Stops: queued runs are marked interrupted (run again on restart), running ones get `graceMs` to
-   * finish, then are aborted and marked interrupted too.
+   * Stops: queued runs are marked interrupted (run again on restart); running ones start no new
+   * artifact or blob copy, get `graceMs` for the copies in flight, then are aborted; they end
+   * interrupted too, and the next start continues them from the journal.
    */
   async shutdown(graceMs: number): Promise<void> {
     this.draining = true;
@@ -189,6 +193,7 @@ export class Runner {
       this.finish(e, 'interrupted', ['the daemon stopped before this run started; it runs again at the next start']);
     }
     if (!this.active.size) return;
+    for (const a of this.active.values()) if (!a.stopper.signal.aborted) a.stopper.abort(new StopReason('shutdown'));
     let timer: NodeJS.Timeout | undefined;
     const grace = new Promise<void>((resolve) => {
       timer = setTimeout(resolve, graceMs);
@@ -208,7 +213,7 @@ export class Runner {
   // --- internals ---
 
   private start(exec: Execution): void {
-    const active: Active = { exec, controller: new AbortController(), inFlight: new Map(), done: Promise.resolve() };
+    const active: Active = { exec, controller: new AbortController(), stopper: new AbortController(), inFlight: new Map(), done: Promise.resolve() };
     this.active.set(exec.rule, active);
     exec.status = 'running';
     exec.startedAt = new Date().toISOString();
@@ -231,8 +236,9 @@ export class Runner {
   }
 
   private async execute(active: Active): Promise<void> {
-    const { exec, controller } = active;
+    const { exec, controller, stopper } = active;
     const signal = controller.signal;
+    const stop = stopper.signal;
     const { engine, release } = this.engines.acquire();
     try {
       const rule = engine.config.rules.find((r) => r.name === exec.rule);
@@ -247,6 +253,7 @@ export class Runner {
         const report = await engine.sync({
           rules: [rule.name],
           signal,
+          stop,
           skipPreflight: true,
           artifacts: req.full ? undefined : (r: RuleConfig) => (r.name === rule.name ? req.artifacts : []),
         });
@@ -257,7 +264,7 @@ export class Runner {
           status = r.status === 'planned' ? 'ok' : r.status;
         }
       }
-      if (req.deletions.length && !signal.aborted) {
+      if (req.deletions.length && !signal.aborted && !stop.aborted) {
         if (!rule.deleteRemote) {
           errors.push(`${req.deletions.length} deletion(s) at the source ignored: deleteRemote is off for this rule`);
         } else {
@@ -266,7 +273,10 @@ export class Runner {
           if (exec.deletions.some((d) => d.status === 'failed') && status === 'ok') status = 'partial';
         }
       }
-      if (signal.aborted) status = (signal.reason as StopReason | undefined)?.kind === 'shutdown' ? 'interrupted' : 'cancelled';
+      if (signal.aborted || stop.aborted) {
+        const reason = (signal.aborted ? signal.reason : stop.reason) as StopReason | undefined;
+        status = reason?.kind === 'shutdown' ? 'interrupted' : 'cancelled';
+      }
       this.finish(exec, status, errors);
     } finally {
       release();

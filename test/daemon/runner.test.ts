@@ -109,6 +109,22 @@ describe('runner', () => {
     expect(engine.runs).toHaveLength(1);
   });
 
+  it('stops gracefully: no new work at once, copies in flight aborted after the grace period', async () => {
+    const { daemon, fakes } = await start();
+    const exec = daemon.trigger('r', manual(), full).execution;
+    const run = await fakes.current().nextRun(0);
+    const started = Date.now();
+    const stopping = daemon.stop(300);
+    expect(run.opts.stop?.aborted).toBe(true);
+    expect(run.opts.signal?.aborted).toBe(false);
+    expect(() => daemon.trigger('other', manual(), full)).toThrow(/shutting down/);
+    await stopping;
+    daemons = [];
+    expect(run.opts.signal?.aborted).toBe(true);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(290);
+    expect(daemon.history.peek(exec.id)?.status).toBe('interrupted');
+  });
+
   it('marks runs interrupted on shutdown and after a crash, and runs them again at the next start', async () => {
     const stateDir = tempStateDir();
     const first = await start([{ name: 'r' }, { name: 'hooked', trigger: 'event' }], stateDir);
