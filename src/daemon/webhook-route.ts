@@ -3,6 +3,7 @@
 // and counted, never thrown past the handler.
 import type { FerryConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
+import { compileFilters } from '../plan/filters.js';
 import { hasToken, hasWebhookAuth } from './auth.js';
 import type { RunRequest, TriggerInfo } from './execution.js';
 import type { Metrics } from './metrics.js';
@@ -61,15 +62,19 @@ export function webhookRoute(d: WebhookTarget): Route {
         return;
       }
       const deletion = isDeletion(event.type);
-      const rules = matchRules(d.config(), event).filter((r) => !deletion || r.deleteRemote);
+      const fromSource = matchRules(d.config(), event).filter((r) => !deletion || r.deleteRemote);
+      // The repository filters are checked here too, so pushes no rule cares about leave no executions
+      // behind; the run applies every filter again (tags, kinds, …) through the plan.
+      const rules = fromSource.filter((r) => compileFilters(r.filters).repositoryMatches(event.repository));
       if (!rules.length) {
         d.metrics.webhook(label, 'unmatched');
         d.logger.info({ type: event.type, repository: event.repository }, 'webhook event matches no event-triggered rule');
-        sendJson(res, 200, {
-          accepted: false,
-          reason: deletion ? 'no event-triggered rule with deleteRemote: true has this source' : 'no event-triggered rule has this source',
-          executions: [],
-        });
+        const reason = fromSource.length
+          ? `no event-triggered rule's repository filters select ${event.repository}`
+          : deletion
+            ? 'no event-triggered rule with deleteRemote: true has this source'
+            : 'no event-triggered rule has this source';
+        sendJson(res, 200, { accepted: false, reason, executions: [] });
         return;
       }
       const trigger: TriggerInfo = { type: 'event', at: new Date().toISOString(), event: event.type, operator: event.operator, repository: event.repository };
