@@ -18,6 +18,7 @@ import { Journal } from '../transfer/journal.js';
 import { RuleStats, type TransferEvents } from '../transfer/stats.js';
 import { TokenBucket } from '../transfer/throttle.js';
 import { type RuleReport, type SyncReport, plannedCopy, summarize } from './report.js';
+import { RuleState, deletionCandidates } from './rule-state.js';
 
 /** A registry could not be reached or refused the credentials before anything was copied (exit 3). */
 export class PreflightError extends Error {
@@ -74,6 +75,8 @@ export class Engine {
   private readonly artifactQueue: PQueue;
   private readonly providers = new Map<string, Provider>();
   private readonly ruleBuckets = new Map<string, TokenBucket>();
+  /** What each rule pushed per source tag (deleteRemote). */
+  private readonly ruleState: RuleState;
   private readonly ownsJournal: boolean;
 
   constructor(config: FerryConfig, opts: EngineOptions = {}) {
@@ -81,6 +84,7 @@ export class Engine {
     this.logger = opts.logger ?? silentLogger;
     this.events = opts.events ?? new EventEmitter<TransferEvents>();
     const stateDir = opts.stateDir === false ? undefined : (opts.stateDir ?? config.transfer.stateDir);
+    this.ruleState = new RuleState(stateDir);
     this.journal = opts.journal ?? Journal.open(stateDir);
     this.ownsJournal = !opts.journal;
     this.processBucket = new TokenBucket(config.transfer.bandwidth);
@@ -176,11 +180,18 @@ export class Engine {
         includeChartMuseum: !rule.filters.kinds || rule.filters.kinds.includes('chart'),
         signal: anySignal(opts.signal, opts.stop),
       });
-    const plan = await buildRulePlan(rule, filterRepos(artifacts, keepRepo), {
+    // A full listing (not a webhook's given artifacts) also tells which tags are gone from the source.
+    const listed = given ? undefined : new Set<string>();
+    const plan = await buildRulePlan(rule, filterRepos(artifacts, keepRepo, listed), {
       sourceRegistry: rule.source,
       destinationRegistry: rule.destination,
       validateDestination: (repo) => destination.validateDestination(repo),
     });
+    if (listed) {
+      plan.listed = listed;
+      const state = this.ruleState.load(rule.name, registryKey(rule.destination, destination.config));
+      plan.deletions = deletionCandidates(state, listed, keepRepo).delete;
+    }
     return plan;
   }
 
@@ -214,11 +225,16 @@ export class Engine {
       const plan = await this.plan(rule, opts);
       report.problems = plan.problems;
       report.artifacts.planned = plan.items.length;
+      this.events.emit('planned', rule.name, plan.items.length);
       if (opts.dryRun) {
         report.plan = plan.items.map(plannedCopy);
+        if (rule.deleteRemote) {
+          report.plan.push(...plan.deletions.map((d) => ({ source: `${rule.source}/${d.sourceRepository}:${d.sourceTag}`, destination: `${rule.destination}/${d.repository}:${d.tag}`, tags: [d.tag], action: 'delete' })));
+        }
         report.status = 'planned';
       } else {
         await this.execute(rule, plan.items, stats, opts.signal, opts.stop);
+        if (!opts.signal?.aborted && !opts.stop?.aborted) report.deleted = await this.recordAndDelete(rule, plan, stats);
         report.artifacts.copied = stats.count('copied');
         report.artifacts.present = stats.count('present');
         report.artifacts.skipped = stats.count('skipped');
@@ -234,6 +250,42 @@ export class Engine {
     }
     report.durationMs = Date.now() - started;
     return report;
+  }
+
+  /**
+   * Remembers what the rule pushed per source tag and, with deleteRemote, deletes destination tags whose
+   * source tag is gone — only when the destination still holds exactly what this rule pushed there.
+   */
+  private async recordAndDelete(rule: RuleConfig, plan: RulePlan, stats: RuleStats): Promise<RuleReport['deleted']> {
+    const destination = this.provider(rule.destination);
+    const state = this.ruleState.load(rule.name, registryKey(rule.destination, destination.config));
+    for (const result of stats.artifacts) {
+      if ((result.status !== 'copied' && result.status !== 'present') || !result.sourceRepository || !result.destinationRepository) continue;
+      const digest = result.destinationDigest ?? result.digest;
+      if (!digest) continue;
+      for (const tag of result.tags) state.entries[`${result.sourceRepository}:${tag}`] = { repository: result.destinationRepository, tag, digest };
+    }
+    const deleted: RuleReport['deleted'] = [];
+    if (rule.deleteRemote && plan.listed) {
+      for (const d of plan.deletions) {
+        const key = `${d.sourceRepository}:${d.sourceTag}`;
+        try {
+          const current = await destination.client.headManifest(d.repository, d.tag, true);
+          if (current && current.digest === d.digest) {
+            await destination.client.deleteManifest(d.repository, d.digest!);
+            deleted.push({ repository: d.repository, tag: d.tag });
+            this.logger.info({ rule: rule.name, repository: d.repository, tag: d.tag, digest: d.digest }, 'deleted: gone from the source');
+          } else if (current) {
+            this.logger.warn({ rule: rule.name, repository: d.repository, tag: d.tag }, 'not deleted: the destination tag changed since Ferry pushed it');
+          }
+          delete state.entries[key];
+        } catch (err) {
+          this.logger.error({ rule: rule.name, repository: d.repository, tag: d.tag, err: (err as Error).message }, 'delete failed');
+        }
+      }
+    }
+    this.ruleState.save(rule.name, state);
+    return deleted;
   }
 
   private async execute(rule: RuleConfig, items: WorkItem[], stats: RuleStats, signal?: AbortSignal, stop?: AbortSignal): Promise<void> {
@@ -326,8 +378,16 @@ export class Engine {
   }
 }
 
-async function* filterRepos(artifacts: SourceArtifact[] | AsyncIterable<SourceArtifact>, keep: (repo: string) => boolean): AsyncIterable<SourceArtifact> {
-  for await (const a of artifacts) if (keep(a.repository)) yield a;
+async function* filterRepos(
+  artifacts: SourceArtifact[] | AsyncIterable<SourceArtifact>,
+  keep: (repo: string) => boolean,
+  listed?: Set<string>,
+): AsyncIterable<SourceArtifact> {
+  for await (const a of artifacts) {
+    if (!keep(a.repository)) continue;
+    for (const tag of a.tags) listed?.add(`${a.repository}:${tag}`);
+    yield a;
+  }
 }
 
 function anySignal(...signals: (AbortSignal | undefined)[]): AbortSignal | undefined {

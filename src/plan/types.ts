@@ -49,6 +49,11 @@ export interface RulePlan {
   rule: string;
   items: WorkItem[];
   problems: PlanProblem[];
-  /** Tags at the destination that this rule put there earlier and that are gone from the source. */
-  deletions: { repository: string; tag: string }[];
+  /**
+   * Tags at the destination that this rule put there earlier and that are gone from the source
+   * (filled by the engine from the rule's state after a complete listing).
+   */
+  deletions: { repository: string; tag: string; digest?: string; sourceRepository?: string; sourceTag?: string }[];
+  /** Every source "<repository>:<tag>" the listing returned (in scope), when it was a full listing. */
+  listed?: Set<string> | undefined;
 }

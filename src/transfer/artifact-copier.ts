@@ -59,7 +59,15 @@ export class ArtifactCopier {
     const { item } = ctx;
     const source = `${ctx.source.name}/${item.sourceRepository}${refSuffix(item.sourceReference)}`;
     const destination = `${ctx.destination.name}/${item.destinationRepository}`;
-    const result: ArtifactResult = { source, destination, status: 'failed', tags: item.tags, kind: item.kind };
+    const result: ArtifactResult = {
+      source,
+      destination,
+      sourceRepository: item.sourceRepository,
+      destinationRepository: item.destinationRepository,
+      status: 'failed',
+      tags: item.tags,
+      kind: item.kind,
+    };
     try {
       const manifest = await ctx.source.getManifest(item.sourceRepository, item.sourceReference);
       result.digest = manifest.digest;

@@ -13,6 +13,8 @@ export type ArtifactStatus = 'copied' | 'present' | 'skipped' | 'failed';
 export interface ArtifactResult {
   source: string;
   destination: string;
+  sourceRepository?: string | undefined;
+  destinationRepository?: string | undefined;
   status: ArtifactStatus;
   digest?: string | undefined;
   /** When the destination digest differs (platform filtering, conversion). */
@@ -27,6 +29,8 @@ export interface ArtifactResult {
 }
 
 export interface TransferEvents {
+  /** a rule's plan is ready: `artifacts` work items will be copied (progress totals) */
+  planned: [rule: string, artifacts: number];
   /** bytes sent to a destination (after throttling) */
   bytes: [n: number, rule: string];
   blob: [outcome: keyof BlobCounts, rule: string, size: number];
