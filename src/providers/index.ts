@@ -7,6 +7,7 @@ import { RegistryClient } from '../registry/client.js';
 import { readFileSync } from 'node:fs';
 import { Agent, type Dispatcher } from 'undici';
 import { GenericProvider } from './generic.js';
+import { HarborProvider } from './harbor.js';
 import { SWR_DEFAULT_LIMITS, SwrProvider } from './swr.js';
 import { SwrApi, SwrDockyard, swrCredentials } from './swr-api.js';
 import { TcrProvider } from './tcr.js';
@@ -64,6 +65,8 @@ export function createProvider(name: string, config: RegistryConfig, opts: Provi
             : undefined;
       return new SwrProvider(name, config, createClient(name, config, opts, async () => login), namespaces);
     }
+    case 'harbor':
+      return new HarborProvider(name, config, createClient(name, config, opts));
     default:
       return new GenericProvider(name, config, createClient(name, config, opts));
   }
