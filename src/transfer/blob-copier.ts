@@ -46,6 +46,8 @@ export interface UploadStrategy {
    * opened. Resolves true when the blob is now complete, false when there is nothing to resume.
    */
   resume?(job: BlobJob): Promise<boolean>;
+  /** Whether `resume` has a checkpoint to work on for this blob (no request made). */
+  hasCheckpoint?(job: BlobJob): boolean;
   /** True when the strategy cancels (or keeps, to resume) its sessions itself on failure. */
   readonly ownsSession?: boolean;
 }
@@ -214,7 +216,7 @@ export class BlobCopier {
 
     // An upload this process or an earlier run checkpointed half-way: finish it.
     const strategy = this.opts.uploadStrategy;
-    if (strategy?.resume) {
+    if (strategy?.resume && (strategy.hasCheckpoint?.(job) ?? true)) {
       job.stats.blobStarted(digest, size);
       try {
         if (await strategy.resume(job)) {

@@ -105,6 +105,10 @@ export class ChunkedUpload implements UploadStrategy {
     await this.streaming(job, location, open, session.minChunkLength);
   }
 
+  hasCheckpoint(job: BlobJob): boolean {
+    return this.sessions.has(sessionKey(job)) || this.opts.journal.upload(job.destinationKey, job.destinationRepository, job.descriptor.digest) !== undefined;
+  }
+
   /**
    * Finishes an upload checkpointed by this process or an earlier one. Returns false when there is no
    * checkpoint or the registry no longer has the session (the caller then starts the blob over).

@@ -15,7 +15,7 @@ export class DigestVerifier extends Transform {
    * @param size expected byte count (-1 when unknown)
    * @param where label for the error message (registry/repository)
    * @param hash a hash that already holds the first `offset` bytes of the blob: for resumed uploads,
-   *        whose stream starts at `offset` (see resume.ts for how the state is rebuilt)
+   *        whose stream starts at `offset` (chunked.ts rebuilds such a state from the source)
    * @param offset bytes of the blob already in `hash`
    */
   constructor(
@@ -60,9 +60,4 @@ export class DigestVerifier extends Transform {
 /** Node's name of the hash a digest uses (sha256 unless it says sha512). */
 export function hashAlgorithm(digest: string): 'sha256' | 'sha512' {
   return digest.startsWith('sha512:') ? 'sha512' : 'sha256';
-}
-
-/** `algorithm:hex` of a hash's current state, without consuming it. */
-export function digestOf(hash: Hash, algorithm: string): string {
-  return `${algorithm}:${hash.copy().digest('hex')}`;
 }

@@ -23,7 +23,7 @@ describe('DigestVerifier', () => {
 
   it('never releases the last bytes of wrong content', async () => {
     const bad = Buffer.from(data);
-    bad[bad.length - 10] ^= 0xff;
+    bad[bad.length - 10] = bad[bad.length - 10]! ^ 0xff;
     let received = 0;
     const sink = new Writable({ write(c: Buffer, _e, cb) { received += c.length; cb(); } });
     await expect(pipeline(chunks(bad), new DigestVerifier(digest, data.length, 'test'), sink)).rejects.toBeInstanceOf(DigestMismatchError);
@@ -33,5 +33,19 @@ describe('DigestVerifier', () => {
   it('rejects truncated and oversized content', async () => {
     await expect(pipeline(chunks(data.subarray(0, 1000)), new DigestVerifier(digest, data.length, 't'), new PassThrough().resume())).rejects.toThrow(/digest mismatch/);
     await expect(pipeline(chunks(Buffer.concat([data, Buffer.alloc(1)])), new DigestVerifier(digest, data.length, 't'), new PassThrough().resume())).rejects.toThrow(/more than/);
+  });
+
+  it('verifies a stream that starts at an offset, given the hash of the bytes before it', async () => {
+    const offset = 100_000;
+    const prefix = createHash('sha256').update(data.subarray(0, offset));
+    const out: Buffer[] = [];
+    const verifier = new DigestVerifier(digest, data.length, 'test', prefix.copy(), offset);
+    await pipeline(chunks(data.subarray(offset)), verifier, new Writable({ write(c, _e, cb) { out.push(c); cb(); } }));
+    expect(Buffer.concat(out).equals(data.subarray(offset))).toBe(true);
+    expect(verifier.bytes).toBe(data.length);
+    // The wrong prefix state (or a suffix from the wrong offset) cannot pass.
+    await expect(
+      pipeline(chunks(data.subarray(offset + 1)), new DigestVerifier(digest, data.length, 'test', prefix.copy(), offset), new PassThrough().resume()),
+    ).rejects.toBeInstanceOf(DigestMismatchError);
   });
 });
