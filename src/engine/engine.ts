@@ -17,7 +17,8 @@ import { ChunkedUpload } from '../transfer/chunked.js';
 import { Journal } from '../transfer/journal.js';
 import { RuleStats, type TransferEvents } from '../transfer/stats.js';
 import { TokenBucket } from '../transfer/throttle.js';
-import { type RuleReport, type SyncReport, plannedCopy, summarize } from './report.js';
+import { type RuleReport, type SyncReport, summarize } from './report.js';
+import { inspectPlan } from './plan-details.js';
 import { RuleState, deletionCandidates } from './rule-state.js';
 
 /** A registry could not be reached or refused the credentials before anything was copied (exit 3). */
@@ -199,7 +200,7 @@ export class Engine {
   async sync(opts: SyncOptions = {}): Promise<SyncReport> {
     const startedAt = new Date();
     const rules = this.selectRules(opts.rules);
-    if (!opts.skipPreflight) await this.preflight(rules, !opts.dryRun);
+    if (!opts.skipPreflight) await this.preflight(rules);
     const reports = await Promise.all(rules.map((rule) => this.runRule(rule, opts)));
     return summarize(reports, startedAt, !!opts.dryRun, !!opts.signal?.aborted || !!opts.stop?.aborted);
   }
@@ -227,7 +228,9 @@ export class Engine {
       report.artifacts.planned = plan.items.length;
       this.events.emit('planned', rule.name, plan.items.length);
       if (opts.dryRun) {
-        report.plan = plan.items.map(plannedCopy);
+        const inspection = await inspectPlan(plan.items, this.provider(rule.source).client, this.provider(rule.destination).client, rule.override);
+        report.plan = inspection.copies;
+        report.planTotals = { blobs: inspection.blobs, bytes: inspection.bytes };
         if (rule.deleteRemote) {
           report.plan.push(...plan.deletions.map((d) => ({ source: `${rule.source}/${d.sourceRepository}:${d.sourceTag}`, destination: `${rule.destination}/${d.repository}:${d.tag}`, tags: [d.tag], action: 'delete' })));
         }

@@ -16,10 +16,12 @@ export interface PlannedCopy {
   destination: string;
   tags: string[];
   kind?: string | undefined;
-  /** Filled by a detailed plan (`ferry plan`): copy | present | override | skip */
+  /** Filled by a dry run: copy | present | override | skip | delete | error */
   action?: string | undefined;
+  /** Blobs missing at the destination repository, and their bytes. */
   blobs?: number | undefined;
   bytes?: number | undefined;
+  error?: string | undefined;
 }
 
 export interface RuleReport {
@@ -37,6 +39,8 @@ export interface RuleReport {
   problems: PlanProblem[];
   deleted: { repository: string; tag: string }[];
   plan?: PlannedCopy[] | undefined;
+  /** Dry run: distinct blobs the destination lacks and their bytes (an upper bound: some may be mounted). */
+  planTotals?: { blobs: number; bytes: number } | undefined;
   error?: string | undefined;
 }
 
@@ -106,8 +110,12 @@ export function formatTextReport(report: SyncReport): string {
     lines.push(`rule ${r.name} (${r.source} -> ${r.destination}): ${r.status}`);
     if (r.error) lines.push(`  error: ${r.error}`);
     if (report.dryRun) {
-      for (const p of r.plan ?? []) lines.push(`  ${p.action ? `${p.action.padEnd(8)} ` : ''}${p.source} -> ${p.destination}`);
-      lines.push(`  ${a.planned} artifact(s) planned`);
+      for (const p of r.plan ?? []) {
+        const extra = p.error ? ` (${p.error})` : p.blobs ? ` (${p.blobs} blob(s), ${formatBytes(p.bytes ?? 0)})` : '';
+        lines.push(`  ${p.action ? `${p.action.padEnd(8)} ` : ''}${p.source} -> ${p.destination}${extra}`);
+      }
+      const t = r.planTotals;
+      lines.push(`  ${a.planned} artifact(s) planned${t ? `; ${t.blobs} blob(s) to move, ${formatBytes(t.bytes)} at most` : ''}`);
     } else {
       lines.push(
         `  artifacts: ${a.copied} copied, ${a.present} already present, ${a.skipped} skipped, ${a.failed} failed` +

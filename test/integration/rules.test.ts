@@ -99,3 +99,27 @@ describe('deleteRemote', () => {
     expect(await listTags(destination, 'kept/keep/app')).toEqual(['1']);
   });
 });
+
+describe('dry run', () => {
+  it('says per artifact what a sync would do, with blob counts and bytes, and writes nothing', async () => {
+    const base = randomBlob(4000);
+    const same = buildImage({ layers: [base] });
+    const fresh = buildImage({ layers: [base, randomBlob(3000)] });
+    const changed = buildImage({ layers: [randomBlob(2000)] });
+    await pushImage(source, 'dry/app', 'same', same);
+    await pushImage(source, 'dry/app', 'fresh', fresh);
+    await pushImage(source, 'dry/app', 'changed', changed);
+    await pushImage(destination, 'plan/dry/app', 'same', same);
+    await pushImage(destination, 'plan/dry/app', 'changed', buildImage({ layers: [randomBlob(500)] }));
+    const rule = { destinationNamespace: 'plan', filters: { repositories: ['dry/**'] } };
+    const report = await run(rule, false, true);
+    const byTag = Object.fromEntries(report.plan!.map((p) => [p.tags[0], p]));
+    expect(byTag.same).toMatchObject({ action: 'present', blobs: 0 });
+    // The base layer is already there: only the new layer and the config would move.
+    expect(byTag.fresh).toMatchObject({ action: 'copy', blobs: 2, bytes: 3000 + fresh.config.bytes.length });
+    expect(byTag.changed).toMatchObject({ action: 'override', blobs: 2 });
+    expect(report.planTotals!.blobs).toBe(4);
+    expect((await run({ ...rule, override: false }, false, true)).plan!.find((p) => p.tags[0] === 'changed')!.action).toBe('skip');
+    expect(await getManifest(destination, 'plan/dry/app', 'fresh')).toBeNull();
+  });
+});
