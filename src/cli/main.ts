@@ -6,6 +6,8 @@ import type { FerryConfig } from '../config/schema.js';
 import { Engine, PreflightError, UnknownRuleError } from '../engine/engine.js';
 import { type SyncReport, formatTextReport, summarize } from '../engine/report.js';
 import { createLogger } from '../log.js';
+import { ShardError, formatShard, resolveShard, shardFilter } from '../plan/shard.js';
+import { ProgressDisplay, progressMode } from './progress.js';
 import { RefError, resolveRef } from './refs.js';
 import { withGracefulSignals } from './signals.js';
 
@@ -63,16 +65,23 @@ export function buildProgram(run: { code: number }): Command {
     .option('-r, --rule <name>', 'run only this rule (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--dry-run', 'list the planned copies and copy nothing')
     .addOption(outputOption())
-    .option('--state-dir <dir>', 'resume journal and history (overrides transfer.stateDir)')
-    .action(async (opts: GlobalOptions & { rule: string[]; dryRun?: boolean }) => {
-      const logger = createLogger(program.opts<{ logLevel: string }>().logLevel);
-      const config = withStateDir(requireConfig(opts.config), opts.stateDir);
+    .option('--state-dir <dir>', 'resume journal and history (overrides transfer.stateDir; default $FERRY_STATE_DIR)')
+    .option('--shard <i/n>', 'copy only shard i of n (0-based: 0..n-1), split by a stable hash of the source repository path; or FERRY_SHARD=i/n')
+    .option('--shards <n>', 'split into n shards and take this process\'s index from JOB_COMPLETION_INDEX (Kubernetes Indexed Job) or FERRY_SHARD')
+    .option('-q, --quiet', 'no progress display (TTY) or progress log lines')
+    .action(async (opts: GlobalOptions & { rule: string[]; dryRun?: boolean; shard?: string; shards?: string }) => {
+      const shard = resolveShard({ shard: opts.shard, shards: opts.shards });
+      const progress = new ProgressDisplay({ mode: opts.dryRun ? 'none' : progressMode({ quiet: opts.quiet, isTTY: process.stderr.isTTY }) });
+      const logger = createLogger(program.opts<{ logLevel: string }>().logLevel, progress.mode === 'tty' ? progress.logStream() : 2);
+      const config = withStateDir(requireConfig(opts.config), opts.stateDir ?? process.env.FERRY_STATE_DIR);
       const engine = new Engine(config, { logger, stateDir: opts.dryRun ? false : undefined });
       try {
-        engine.selectRules(opts.rule);
+        const rules = engine.selectRules(opts.rule);
+        if (shard) logger.info({ shard: formatShard(shard) }, `shard ${formatShard(shard)}: only the source repositories whose hash falls in this shard`);
+        progress.start(engine.events, { rules: rules.map((r) => r.name), logger });
         const { result: report, signal } = await withGracefulSignals(logger, { gracePeriodSeconds: config.transfer.gracePeriod }, ({ stop, abort }) =>
-          engine.sync({ rules: opts.rule, dryRun: opts.dryRun, signal: abort, stop }),
-        );
+          engine.sync({ rules: opts.rule, dryRun: opts.dryRun, signal: abort, stop, repositoryFilter: shard ? shardFilter(shard) : undefined }),
+        ).finally(() => progress.stop());
         printReport(report, opts.output);
         run.code = signal ? (signal === 'SIGINT' ? ExitCode.interrupted : ExitCode.terminated) : exitFor(report);
       } finally {
@@ -86,12 +95,15 @@ export function buildProgram(run: { code: number }): Command {
     .option('-c, --config <file>', 'config file (YAML)')
     .option('-r, --rule <name>', 'plan only this rule (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .addOption(outputOption())
-    .action(async (opts: GlobalOptions & { rule: string[] }) => {
+    .option('--shard <i/n>', 'plan only shard i of n (0-based), as `sync --shard` would copy it; or FERRY_SHARD=i/n')
+    .option('--shards <n>', 'split into n shards, index from JOB_COMPLETION_INDEX or FERRY_SHARD')
+    .action(async (opts: GlobalOptions & { rule: string[]; shard?: string; shards?: string }) => {
+      const shard = resolveShard({ shard: opts.shard, shards: opts.shards });
       const logger = createLogger(program.opts<{ logLevel: string }>().logLevel);
       const engine = new Engine(requireConfig(opts.config), { logger, stateDir: false });
       try {
         engine.selectRules(opts.rule);
-        const report = await engine.sync({ rules: opts.rule, dryRun: true });
+        const report = await engine.sync({ rules: opts.rule, dryRun: true, repositoryFilter: shard ? shardFilter(shard) : undefined });
         printReport(report, opts.output);
         run.code = exitFor(report);
       } finally {
@@ -157,13 +169,13 @@ export function buildProgram(run: { code: number }): Command {
     .command('daemon')
     .description('run as a service: schedules, Harbor webhooks, HTTP API, metrics')
     .option('-c, --config <file>', 'config file (YAML)')
-    .option('--state-dir <dir>', 'resume journal and history (overrides transfer.stateDir)')
+    .option('--state-dir <dir>', 'resume journal and history (overrides transfer.stateDir; default $FERRY_STATE_DIR)')
     .action(async (opts: GlobalOptions) => {
       const logger = createLogger(program.opts<{ logLevel: string }>().logLevel);
       const file = opts.config;
       requireConfig(file);
       const { runDaemon } = await import('../daemon/index.js');
-      run.code = await runDaemon({ configFile: file!, stateDir: opts.stateDir, logger });
+      run.code = await runDaemon({ configFile: file!, stateDir: opts.stateDir ?? process.env.FERRY_STATE_DIR, logger });
     });
 
   return program;
@@ -184,7 +196,7 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof CommanderError) {
       return err.exitCode === 0 ? ExitCode.ok : ExitCode.invalid;
     }
-    if (err instanceof ConfigError || err instanceof UsageError || err instanceof RefError || err instanceof InvalidArgumentError || err instanceof UnknownRuleError) {
+    if (err instanceof ConfigError || err instanceof UsageError || err instanceof RefError || err instanceof InvalidArgumentError || err instanceof UnknownRuleError || err instanceof ShardError) {
       process.stderr.write(`ferry: ${err.message}\n`);
       return ExitCode.invalid;
     }
