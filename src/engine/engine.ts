@@ -138,7 +138,7 @@ export class Engine {
   setRuleBandwidth(rule: string, bytesPerSecond: number): void {
     const bucket = this.ruleBuckets.get(rule);
     if (bucket) bucket.setRate(bytesPerSecond);
-    else if (bytesPerSecond > 0) this.ruleBuckets.set(rule, new TokenBucket(bytesPerSecond));
+    else this.ruleBuckets.set(rule, new TokenBucket(bytesPerSecond));
   }
 
   selectRules(names?: string[]): RuleConfig[] {
@@ -367,10 +367,10 @@ export class Engine {
     };
   }
 
-  private ruleBucket(rule: RuleConfig): TokenBucket | undefined {
-    if (!rule.bandwidth) return undefined;
+  /** Every rule gets a bucket (rate 0 = no rule cap), so setRuleBandwidth reaches transfers already running. */
+  private ruleBucket(rule: RuleConfig): TokenBucket {
     let bucket = this.ruleBuckets.get(rule.name);
-    if (!bucket) this.ruleBuckets.set(rule.name, (bucket = new TokenBucket(rule.bandwidth)));
+    if (!bucket) this.ruleBuckets.set(rule.name, (bucket = new TokenBucket(rule.bandwidth ?? 0)));
     return bucket;
   }
 

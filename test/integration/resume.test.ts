@@ -312,3 +312,24 @@ describe('the journal', () => {
     expect(await headBlob(destination, 'j/app', gone)).toBe(true);
   });
 });
+
+describe('bandwidth through the engine', () => {
+  it('applies a rule cap changed at run time to the transfer in flight', async () => {
+    const engine = new Engine(config('bw', ['chunk/big'], { chunkSize: 0 }), { stateDir: false });
+    try {
+      engine.setRuleBandwidth('r', 256 * 1024);
+      const t0 = Date.now();
+      const run = engine.sync();
+      await new Promise((r) => setTimeout(r, 300));
+      expect(dst.bytesUp).toBeLessThan(300_000); // held to the rule's cap so far
+      engine.setRuleBandwidth('r', 0);
+      const report = await run;
+      expect(report.rules[0]!.artifacts.copied).toBe(1);
+      // At the first cap alone the 1.5 MB layer would need about 6 s.
+      expect(Date.now() - t0).toBeLessThan(3000);
+    } finally {
+      await engine.close();
+    }
+    await expectSameImage('bw/chunk/big', '1', big);
+  });
+});
