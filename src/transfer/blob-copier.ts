@@ -99,6 +99,8 @@ export class BlobCopier {
   private readonly firstCopy = new Map<string, Promise<unknown>>();
   /** destKey|digest → repositories where this run saw or put the blob */
   private readonly landed = new Map<string, Set<string>>();
+  /** destKey|digest|repository → the copy into that repository now in progress */
+  private readonly inflight = new Map<string, Promise<BlobOutcome>>();
 
   constructor(private readonly opts: BlobCopierOptions) {
     this.queue = new PQueue({ concurrency: opts.concurrency });
@@ -112,24 +114,36 @@ export class BlobCopier {
   async copy(job: BlobJob): Promise<BlobOutcome> {
     if (job.stop?.aborted) throw new StoppedError(job.stop.reason);
     const key = `${job.destinationKey}|${job.descriptor.digest}`;
+    const repoKey = `${key}|${job.destinationRepository}`;
+    // Another artifact is putting this blob into this very repository (two tags sharing a layer):
+    // wait for it. Two concurrent links of one blob into one repository race in some registries
+    // (distribution's filesystem driver can read a half-written link: DIGEST_INVALID on the manifest).
+    const sameRepository = this.inflight.get(repoKey);
+    if (sameRepository) await sameRepository.catch(() => undefined);
     if (this.landed.get(key)?.has(job.destinationRepository)) {
       job.stats.addBlob('skipped', job.descriptor.size);
       return 'skipped';
     }
     const first = this.firstCopy.get(key);
-    if (first) {
+    const run = (async () => {
       // Wait outside the queue (holding no slot) for the first copy, then mount or skip.
-      await first.catch(() => undefined);
-      if (this.landed.get(key)?.has(job.destinationRepository)) {
-        job.stats.addBlob('skipped', job.descriptor.size);
-        return 'skipped';
+      if (first) {
+        await first.catch(() => undefined);
+        if (this.landed.get(key)?.has(job.destinationRepository)) {
+          job.stats.addBlob('skipped', job.descriptor.size);
+          return 'skipped' as const;
+        }
+        if (job.stop?.aborted) throw new StoppedError(job.stop.reason);
       }
-      if (job.stop?.aborted) throw new StoppedError(job.stop.reason);
       return this.enqueue(job, key);
+    })();
+    this.inflight.set(repoKey, run);
+    if (!first) this.firstCopy.set(key, run);
+    try {
+      return await run;
+    } finally {
+      if (this.inflight.get(repoKey) === run) this.inflight.delete(repoKey);
     }
-    const run = this.enqueue(job, key);
-    this.firstCopy.set(key, run);
-    return run;
   }
 
   private async enqueue(job: BlobJob, key: string): Promise<BlobOutcome> {
