@@ -87,7 +87,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Te
   const users = opts.users ?? DEFAULT_USERS;
   const bin = registryBinary();
   try {
-    accessSync(bin, fsConstants.X_OK);
+    if (!useDocker()) accessSync(bin, fsConstants.X_OK);
   } catch {
     throw new Error(`${bin} not found or not executable: run \`node scripts/ensure-registry.mjs\` (installs the Debian package docker-registry) or set FERRY_REGISTRY_BIN`);
   }
@@ -144,14 +144,16 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Te
     if (opts.extraConfig) deepMerge(config, opts.extraConfig);
 
     const configPath = join(workDir, 'config.yml');
-    const proc = new RegistryProcess(bin, configPath, config, opts.startTimeoutMs ?? 15_000);
+    const proc = useDocker()
+      ? new (await import('./registry-docker.js')).DockerRegistryProcess(configPath, config, opts.startTimeoutMs ?? 120_000)
+      : new RegistryProcess(bin, configPath, config, opts.startTimeoutMs ?? 15_000);
     await proc.start(opts.port);
     const port = proc.port;
     const first = auth === 'none' ? undefined : users[0];
 
     const registry: TestRegistry = {
-      url: `http://${LOOPBACK}:${port}`,
-      host: `${LOOPBACK}:${port}`,
+      url: `http://${proc.hostname}:${port}`,
+      host: `${proc.hostname}:${port}`,
       port,
       storageDir,
       auth,
@@ -181,6 +183,14 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Te
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// FERRY_TEST_DOCKER=1: the same registries as `registry:2` containers via testcontainers
+// (registry-docker.ts, imported only on that path); same config, same TestRegistry.
+
+export function useDocker(): boolean {
+  return process.env.FERRY_TEST_DOCKER === '1';
+}
+
 /** Starts several registries in parallel (e.g. a source and a destination). */
 export function startRegistries(...opts: StartRegistryOptions[]): Promise<TestRegistry[]> {
   return Promise.all(opts.map((o) => startRegistry(o)));
@@ -194,6 +204,7 @@ class RegistryProcess {
   private child: ChildProcess | undefined;
   private log = '';
   port = 0;
+  readonly hostname = LOOPBACK;
 
   constructor(
     private readonly bin: string,
