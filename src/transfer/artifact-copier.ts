@@ -123,7 +123,7 @@ export class ArtifactCopier {
         return this.finish(ctx, {
           ...result,
           status: 'failed',
-          reason: `interrupted (${why}) before it was complete; the next run resumes it`,
+          reason: `${/^interrupted/i.test(why) ? why : `interrupted (${why})`} before it was complete; the next run resumes it`,
           error: { name: 'Interrupted', message: (err as Error).message },
         });
       }
