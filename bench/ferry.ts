@@ -1,0 +1,79 @@
+// Running Ferry for the benchmark: the real CLI (`node bin/ferry.js sync --config … --output json`) as
+// a child process, so its time includes start-up, planning and everything a user waits for, and its
+// peak RSS is its own.
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { USER } from './link.js';
+import { type RunResult, runChild } from './proc.js';
+
+export interface FerryReport {
+  status: string;
+  durationMs: number;
+  totals: { artifacts: Record<string, number>; blobs: { uploaded: number; mounted: number; skipped: number }; bytes: number };
+  rules: { status: string; error?: string; items: { status: string; reason?: string; source?: string }[] }[];
+}
+
+export interface FerryRun extends RunResult {
+  report: FerryReport | undefined;
+}
+
+export const FERRY_BIN = 'bin/ferry.js';
+
+export function ferryBuilt(): boolean {
+  return existsSync('dist/cli/main.js');
+}
+
+export interface FerryJob {
+  dir: string;
+  sourceUrl: string;
+  destinationUrl: string;
+  stateDir: string;
+  transfer?: Record<string, unknown>;
+  filters?: Record<string, unknown>;
+  logFile?: string | undefined;
+  killWhen?: (() => boolean) | undefined;
+  onPoll?: (() => void) | undefined;
+}
+
+export function writeConfig(job: FerryJob): string {
+  mkdirSync(job.dir, { recursive: true });
+  const file = join(job.dir, 'ferry.yaml');
+  const config = {
+    registries: {
+      source: { url: job.sourceUrl },
+      destination: { url: job.destinationUrl, username: USER.username, password: USER.password },
+    },
+    transfer: { stateDir: job.stateDir, ...job.transfer },
+    rules: [{ name: 'bench', source: 'source', destination: 'destination', ...(job.filters ? { filters: job.filters } : {}) }],
+  };
+  writeFileSync(file, stringify(config));
+  return file;
+}
+
+export async function runFerrySync(job: FerryJob): Promise<FerryRun> {
+  const config = writeConfig(job);
+  const res = await runChild(process.execPath, [FERRY_BIN, 'sync', '--config', config, '--output', 'json'], {
+    logFile: job.logFile,
+    killWhen: job.killWhen,
+    onPoll: job.onPoll,
+    env: { ...process.env, FERRY_LOG_LEVEL: process.env.FERRY_LOG_LEVEL ?? 'info' },
+  });
+  let report: FerryReport | undefined;
+  if (!res.killed) {
+    try {
+      report = JSON.parse(res.stdout) as FerryReport;
+    } catch {
+      report = undefined;
+    }
+  }
+  return { ...res, report };
+}
+
+/** Throws with the useful parts when a sync that should have succeeded did not. */
+export function assertOk(run: FerryRun, what: string): FerryReport {
+  const r = run.report;
+  if (run.code === 0 && r && r.status === 'ok') return r;
+  const failures = r?.rules.flatMap((x) => [x.error ?? '', ...x.items.filter((i) => i.status === 'failed').map((i) => `${i.source}: ${i.reason}`)]).filter(Boolean) ?? [];
+  throw new Error(`${what}: ferry exited ${run.code ?? run.signal} (status ${r?.status ?? 'no report'})\n${failures.slice(0, 5).join('\n')}\n${run.stderrTail.slice(-1500)}`);
+}
