@@ -1,0 +1,442 @@
+// Listing a Harbor through its REST API v2.0 (api/v2.0/swagger.yaml), so robot accounts without
+// catalog rights work and labels, artifact types and push times are known; plus the ChartMuseum API of
+// Harbor <= 2.7 and project management. Content never moves here: it goes over /v2/ with the registry
+// client.
+//
+// Shapes and conventions (Harbor's swagger and its own replication adapter, src/pkg/reg/adapter/harbor):
+// - lists page with `page` (from 1) and `page_size` (at most 100); the answer carries `X-Total-Count`
+//   and `Link: <path?query>; rel="prev" , <path?query>; rel="next"` with paths relative to the host;
+// - repository names come back project-prefixed ("library/nginx", "team/a/b"); in a URL the part after
+//   the project is URL-encoded twice ("a/b" → "a%252Fb"), because Harbor decodes the path once before
+//   routing (a single-encoded "a%2Fb" is a 404);
+// - an artifact has `type` (IMAGE, CHART, CNAB, …), `digest`, `push_time`, `tags[]` {name, push_time}
+//   (null when untagged), `labels[]` {name} (with_label=true; null when none) and, with
+//   with_accessory=true, `accessories[]` (cosign signatures, SBOMs, …). Accessories are not listed:
+//   Ferry copies them with their subject through the referrers API. Harbor >= 2.5 leaves them out of
+//   the list; older Harbor lists cosign's tag-scheme artifacts (`sha256-<hex>.sig`) like any other,
+//   and those are skipped here too;
+// - a Go zero time ("0001-01-01T00:00:00Z") means "never" (pull_time) and is treated as unknown;
+// - errors are `{"errors":[{"code","message"}]}`.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { request, type Dispatcher } from 'undici';
+import type { ArtifactKind } from '../config/schema.js';
+import type { SourceArtifact } from '../plan/types.js';
+import { AuthError, RegistryError, UnreachableError, parseErrorBody } from '../registry/errors.js';
+import { USER_AGENT, backoffMs, isNetworkError, parseRetryAfter } from '../registry/http.js';
+
+export interface HarborApiOptions {
+  /** Harbor's base URL, e.g. https://harbor.example.com (a path prefix is kept). */
+  url: string;
+  username?: string | undefined;
+  password?: string | undefined;
+  /** undici dispatcher for TLS options (caFile, insecure), proxies or tests; default: the global one. */
+  dispatcher?: Dispatcher | undefined;
+  /** The registry's name in the config, for errors (default: the URL's host). */
+  registry?: string | undefined;
+  /** Items per page, at most 100 (Harbor's maximum; default 100). */
+  pageSize?: number | undefined;
+  /** Per-request timeout in ms (default 60 s). */
+  timeoutMs?: number | undefined;
+  /** Retries after the first attempt for network failures, 429 and 502/503/504 (default 2). */
+  retries?: number | undefined;
+  /** Base delay between retries in ms (default 500). */
+  retryDelayMs?: number | undefined;
+}
+
+export interface HarborProject {
+  name: string;
+  projectId?: number | undefined;
+  public: boolean;
+}
+
+export interface HarborListOptions {
+  /** Only repositories that may pass the rule's repository filters: others are not listed (no artifact requests). */
+  repositoryMayMatch?: ((repository: string) => boolean) | undefined;
+  /** Only these projects (e.g. CompiledFilters.projects): the project list is not read; missing ones are skipped. */
+  projects?: string[] | undefined;
+  /** Also list ChartMuseum charts (Harbor <= 2.7). */
+  includeChartMuseum?: boolean | undefined;
+  signal?: AbortSignal | undefined;
+}
+
+export interface ChartMuseumOptions {
+  repositoryMayMatch?: ((repository: string) => boolean) | undefined;
+  /** Look for a `.prov` next to each chart and set chartMuseum.provUrl when there is one (default true). */
+  provenance?: boolean | undefined;
+  signal?: AbortSignal | undefined;
+}
+
+// Swagger shapes (only the fields Ferry reads).
+interface ProjectJson {
+  project_id?: number;
+  name: string;
+  metadata?: { public?: string } | null;
+}
+interface RepositoryJson {
+  name: string;
+}
+interface TagJson {
+  name: string;
+  push_time?: string | null;
+}
+interface LabelJson {
+  name: string;
+}
+interface AccessoryJson {
+  digest?: string;
+}
+interface ArtifactJson {
+  digest?: string;
+  type?: string | null;
+  push_time?: string | null;
+  tags?: TagJson[] | null;
+  labels?: LabelJson[] | null;
+  accessories?: AccessoryJson[] | null;
+}
+interface ChartInfoJson {
+  name: string;
+}
+interface ChartVersionJson {
+  name?: string;
+  version: string;
+  urls?: string[] | null;
+  created?: string | null;
+  labels?: LabelJson[] | null;
+}
+
+interface Answer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  text: string;
+  url: URL;
+}
+
+const MAX_BODY = 32 * 1024 * 1024;
+const RETRY_STATUS = new Set([429, 502, 503, 504]);
+/** Tags of cosign's tag scheme and the OCI referrers fallback: `sha256-<hex>` with an optional `.sig`/`.att`/`.sbom`. */
+const ACCESSORY_TAG = /^sha256-[0-9a-f]{64}(?:\.[a-z]+)?$/;
+
+/** Harbor's path form of a repository: the project, and the rest URL-encoded twice (a/b → a%252Fb). */
+export function harborRepositoryPath(repository: string): { project: string; encoded: string } {
+  const slash = repository.indexOf('/');
+  if (slash <= 0 || slash === repository.length - 1) throw new RegistryError(`"${repository}" is not a Harbor repository name (project/name)`, { registry: 'harbor' });
+  return { project: repository.slice(0, slash), encoded: encodeURIComponent(encodeURIComponent(repository.slice(slash + 1))) };
+}
+
+/** Ferry's kind for Harbor's artifact `type`: IMAGE → image, CHART → chart, anything else → artifact. */
+export function harborKind(type: string | null | undefined): ArtifactKind | undefined {
+  if (!type) return undefined;
+  const t = type.toUpperCase();
+  return t === 'IMAGE' ? 'image' : t === 'CHART' ? 'chart' : 'artifact';
+}
+
+/** Harbor's timestamps; Go's zero time and garbage are "unknown". */
+export function harborTime(s: string | null | undefined): Date | undefined {
+  if (!s) return undefined;
+  const d = new Date(s);
+  return Number.isNaN(d.getTime()) || d.getUTCFullYear() <= 1970 ? undefined : d;
+}
+
+/** The `rel="next"` target of a Link header, resolved against the page that carried it. */
+export function nextLink(current: URL, link: string | string[] | undefined): URL | undefined {
+  const value = Array.isArray(link) ? link.join(',') : link;
+  if (!value) return undefined;
+  for (const part of value.split(/,(?=\s*<)/)) {
+    const m = /^\s*<([^>]*)>(.*)$/.exec(part);
+    if (!m || !/;\s*rel="?next"?(?:\s|;|$)/i.test(m[2]!)) continue;
+    const next = new URL(m[1]!, current);
+    // Harbor writes host-relative paths; behind a reverse proxy with a path prefix they lose it.
+    if (next.origin === current.origin && next.pathname !== current.pathname && current.pathname.endsWith(next.pathname)) next.pathname = current.pathname;
+    return next;
+  }
+  return undefined;
+}
+
+export class HarborApi {
+  readonly registry: string;
+  private readonly base: URL;
+  private readonly authorization: string | undefined;
+  private readonly pageSize: number;
+
+  constructor(private readonly opts: HarborApiOptions) {
+    this.base = new URL(opts.url.endsWith('/') ? opts.url : `${opts.url}/`);
+    this.registry = opts.registry ?? this.base.host;
+    // Basic credentials go in the header only (never in a URL): robot names such as robot$proj+sync
+    // survive as they are. The value is never logged or put into an error.
+    this.authorization =
+      opts.username !== undefined && opts.password !== undefined ? `Basic ${Buffer.from(`${opts.username}:${opts.password}`, 'utf8').toString('base64')}` : undefined;
+    this.pageSize = Math.min(100, Math.max(1, Math.floor(opts.pageSize ?? 100)));
+  }
+
+  /** A URL under Harbor's base URL (path given without a leading slash). */
+  url(path: string): URL {
+    return new URL(path.replace(/^\/+/, ''), this.base);
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // listing
+
+  /** Projects the credentials can see. */
+  async *listProjects(signal?: AbortSignal): AsyncIterable<HarborProject> {
+    for await (const p of this.pages<ProjectJson>(this.url('api/v2.0/projects'), signal)) {
+      yield { name: p.name, projectId: p.project_id, public: p.metadata?.public === 'true' };
+    }
+  }
+
+  /** Repository names of a project, project-prefixed ("library/nginx", "team/a/b"). */
+  async *listRepositories(project: string, signal?: AbortSignal): AsyncIterable<string> {
+    for await (const r of this.pages<RepositoryJson>(this.url(`api/v2.0/projects/${encodeURIComponent(project)}/repositories`), signal)) {
+      yield r.name.startsWith(`${project}/`) ? r.name : `${project}/${r.name}`;
+    }
+  }
+
+  /** The artifacts of one repository ("project/name"), accessories left out. */
+  async *listRepositoryArtifacts(repository: string, signal?: AbortSignal): AsyncIterable<SourceArtifact> {
+    const { project, encoded } = harborRepositoryPath(repository);
+    const url = this.url(`api/v2.0/projects/${encodeURIComponent(project)}/repositories/${encoded}/artifacts`);
+    url.searchParams.set('with_tag', 'true');
+    url.searchParams.set('with_label', 'true');
+    url.searchParams.set('with_accessory', 'false');
+    // A whole repository is read before anything is yielded, so accessories named by any page are known.
+    const all: ArtifactJson[] = [];
+    for await (const a of this.pages<ArtifactJson>(url, signal, repository)) all.push(a);
+    const accessories = new Set(all.flatMap((a) => (a.accessories ?? []).map((x) => x.digest).filter((d): d is string => !!d)));
+    for (const a of all) {
+      if (!a.digest || accessories.has(a.digest)) continue;
+      const listed = (a.tags ?? []).filter((t) => t && typeof t.name === 'string');
+      const tags = listed.filter((t) => !ACCESSORY_TAG.test(t.name));
+      if (listed.length > 0 && tags.length === 0) continue; // only cosign / referrers-fallback tags: an accessory
+      const tagPushedAt: Record<string, Date> = {};
+      for (const t of tags) {
+        const d = harborTime(t.push_time);
+        if (d) tagPushedAt[t.name] = d;
+      }
+      const artifact: SourceArtifact = {
+        repository,
+        digest: a.digest,
+        tags: tags.map((t) => t.name),
+        labels: (a.labels ?? []).map((l) => l.name),
+        tagPushedAt,
+      };
+      const kind = harborKind(a.type);
+      if (kind) artifact.kind = kind;
+      const pushedAt = harborTime(a.push_time);
+      if (pushedAt) artifact.pushedAt = pushedAt;
+      yield artifact;
+    }
+  }
+
+  /** Everything: projects → repositories → artifacts, then (optionally) each project's ChartMuseum charts. */
+  async *listArtifacts(options: HarborListOptions = {}): AsyncIterable<SourceArtifact> {
+    const { signal } = options;
+    const projects: AsyncIterable<string> | string[] = options.projects ?? this.projectNames(signal);
+    for await (const project of projects) {
+      signal?.throwIfAborted();
+      let repositories: string[];
+      try {
+        repositories = [];
+        for await (const r of this.listRepositories(project, signal)) repositories.push(r);
+      } catch (err) {
+        // A project named by the filters that does not exist (or was deleted meanwhile) has nothing to list.
+        if (err instanceof RegistryError && err.status === 404) continue;
+        throw err;
+      }
+      for (const repository of repositories) {
+        if (options.repositoryMayMatch && !options.repositoryMayMatch(repository)) continue;
+        signal?.throwIfAborted();
+        yield* this.listRepositoryArtifacts(repository, signal);
+      }
+      if (options.includeChartMuseum) yield* this.listChartMuseum(project, { repositoryMayMatch: options.repositoryMayMatch, signal });
+    }
+  }
+
+  private async *projectNames(signal?: AbortSignal): AsyncIterable<string> {
+    for await (const p of this.listProjects(signal)) yield p.name;
+  }
+
+  /**
+   * Charts of a project's ChartMuseum repository (Harbor <= 2.7), one SourceArtifact per chart
+   * version: repository "<project>/<chart>", tag = version ("+" written "_", as Helm does for OCI),
+   * kind chart, labels, push time = the version's `created`, and `chartMuseum` with the absolute
+   * download URL. A 404 means the Harbor has no ChartMuseum (>= 2.8, or not installed): nothing.
+   */
+  async *listChartMuseum(project: string, options: ChartMuseumOptions = {}): AsyncIterable<SourceArtifact> {
+    const { signal } = options;
+    const p = encodeURIComponent(project);
+    const charts = await this.getJson<ChartInfoJson[]>(this.url(`api/chartrepo/${p}/charts`), { signal, notFound: 'undefined' });
+    if (!Array.isArray(charts)) return;
+    const downloadBase = this.url(`chartrepo/${p}/`);
+    for (const chart of charts) {
+      if (!chart || typeof chart.name !== 'string') continue;
+      const repository = `${project}/${chart.name}`;
+      if (options.repositoryMayMatch && !options.repositoryMayMatch(repository)) continue;
+      const versions = await this.getJson<ChartVersionJson[]>(this.url(`api/chartrepo/${p}/charts/${encodeURIComponent(chart.name)}`), {
+        signal,
+        notFound: 'undefined',
+        repository,
+      });
+      if (!Array.isArray(versions)) continue;
+      for (const v of versions) {
+        if (!v || typeof v.version !== 'string') continue;
+        const relative = v.urls?.find((u) => typeof u === 'string' && u.length > 0) ?? `charts/${chart.name}-${v.version}.tgz`;
+        const url = new URL(relative, downloadBase).href;
+        const tag = v.version.replace(/\+/g, '_');
+        const created = harborTime(v.created);
+        const chartMuseum: NonNullable<SourceArtifact['chartMuseum']> = { project, name: chart.name, version: v.version, url };
+        if (options.provenance !== false && (await this.exists(new URL(`${url}.prov`), signal))) chartMuseum.provUrl = `${url}.prov`;
+        yield {
+          repository,
+          tags: [tag],
+          labels: (v.labels ?? []).map((l) => l.name),
+          kind: 'chart',
+          ...(created ? { pushedAt: created, tagPushedAt: { [tag]: created } } : {}),
+          chartMuseum,
+        };
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // projects
+
+  /** HEAD /api/v2.0/projects?project_name=: true when the project exists. */
+  async projectExists(name: string, signal?: AbortSignal): Promise<boolean> {
+    const url = this.url('api/v2.0/projects');
+    url.searchParams.set('project_name', name);
+    const res = await this.send('HEAD', url, { signal });
+    if (res.status === 404) return false;
+    if (res.status >= 200 && res.status < 300) return true;
+    throw this.error('HEAD', res);
+  }
+
+  /** Creates a project (private unless `isPublic`); "exists" when Harbor answers 409. */
+  async createProject(name: string, isPublic = false, signal?: AbortSignal): Promise<'created' | 'exists'> {
+    const res = await this.send('POST', this.url('api/v2.0/projects'), {
+      signal,
+      body: JSON.stringify({ project_name: name, metadata: { public: String(isPublic) } }),
+    });
+    if (res.status === 409) return 'exists';
+    if (res.status >= 200 && res.status < 300) return 'created';
+    throw this.error('POST', res);
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // HTTP
+
+  /** Every item of a paged list, following Link rel="next" (X-Total-Count when a proxy dropped the Link). */
+  private async *pages<T>(first: URL, signal?: AbortSignal, repository?: string): AsyncIterable<T> {
+    let url: URL | undefined = new URL(first);
+    url.searchParams.set('page', '1');
+    url.searchParams.set('page_size', String(this.pageSize));
+    const visited = new Set<string>();
+    let seen = 0;
+    while (url && !visited.has(url.href)) {
+      visited.add(url.href);
+      const res = await this.send('GET', url, { signal });
+      if (res.status < 200 || res.status >= 300) throw this.error('GET', res, repository);
+      const items = this.parse<T[]>(res, repository);
+      if (!Array.isArray(items)) throw new RegistryError(`Harbor API GET ${url.pathname}: expected a JSON array`, { registry: this.registry, repository, status: res.status });
+      yield* items;
+      seen += items.length;
+      url = nextLink(url, res.headers.link);
+      if (!url && items.length > 0) {
+        const total = Number(res.headers['x-total-count']);
+        const page = Number(res.url.searchParams.get('page') ?? 1);
+        if (Number.isFinite(total) && seen < total) {
+          url = new URL(res.url);
+          url.searchParams.set('page', String(page + 1));
+        }
+      }
+    }
+  }
+
+  private async getJson<T>(url: URL, o: { signal?: AbortSignal | undefined; notFound: 'undefined'; repository?: string }): Promise<T | undefined> {
+    const res = await this.send('GET', url, { signal: o.signal });
+    if (res.status === 404) return undefined;
+    if (res.status < 200 || res.status >= 300) throw this.error('GET', res, o.repository);
+    try {
+      return JSON.parse(res.text) as T;
+    } catch {
+      return undefined; // not JSON (e.g. a portal page): treated like "not there"
+    }
+  }
+
+  /** GET that only asks "is it there" (ChartMuseum answers HEAD inconsistently); the body is discarded. */
+  private async exists(url: URL, signal?: AbortSignal): Promise<boolean> {
+    const res = await this.send('GET', url, { signal, discard: true });
+    if (res.status === 404) return false;
+    if (res.status >= 200 && res.status < 300) return true;
+    throw this.error('GET', res);
+  }
+
+  private parse<T>(res: Answer, repository?: string): T {
+    try {
+      return JSON.parse(res.text) as T;
+    } catch {
+      throw new RegistryError(`Harbor API GET ${res.url.pathname}: the answer is not JSON`, { registry: this.registry, repository, status: res.status });
+    }
+  }
+
+  private error(method: string, res: Answer, repository?: string): RegistryError {
+    const { code, message } = parseErrorBody(res.text);
+    const details = { registry: this.registry, repository, status: res.status, code, detail: message, method };
+    const what = `Harbor API ${method} ${res.url.pathname}`;
+    if (res.status === 401) return new AuthError(`${what}: the credentials were refused`, details);
+    if (res.status === 403) return new AuthError(`${what}: the credentials lack the permission`, details);
+    return new RegistryError(`${what} failed`, details);
+  }
+
+  private async send(method: 'GET' | 'HEAD' | 'POST', url: URL, o: { signal?: AbortSignal | undefined; body?: string; discard?: boolean }): Promise<Answer> {
+    const retries = this.opts.retries ?? 2;
+    for (let attempt = 0; ; attempt++) {
+      o.signal?.throwIfAborted();
+      const headers: Record<string, string> = { accept: 'application/json', 'user-agent': USER_AGENT };
+      if (this.authorization) headers.authorization = this.authorization;
+      if (o.body !== undefined) headers['content-type'] = 'application/json';
+      const timeout = AbortSignal.timeout(this.opts.timeoutMs ?? 60_000);
+      let answer: Answer;
+      try {
+        const res = await request(url, {
+          method,
+          headers,
+          body: o.body ?? null,
+          signal: o.signal ? AbortSignal.any([o.signal, timeout]) : timeout,
+          ...(this.opts.dispatcher ? { dispatcher: this.opts.dispatcher } : {}),
+        });
+        let text = '';
+        if (method === 'HEAD' || o.discard) await res.body.dump().catch(() => undefined);
+        else text = await readBounded(res.body, this.registry);
+        answer = { status: res.statusCode, headers: res.headers, text, url };
+      } catch (err) {
+        if (o.signal?.aborted || err instanceof RegistryError) throw err;
+        const transient = isNetworkError(err) || (err as Error).name === 'TimeoutError';
+        if (transient && attempt < retries) {
+          await sleep(backoffMs(attempt + 1, this.opts.retryDelayMs ?? 500));
+          continue;
+        }
+        throw new UnreachableError(`Harbor API ${method} ${url.pathname}: ${(err as Error).message}`, { registry: this.registry, method, cause: err });
+      }
+      if (RETRY_STATUS.has(answer.status) && attempt < retries) {
+        const wait = parseRetryAfter(answer.headers['retry-after']) ?? backoffMs(attempt + 1, this.opts.retryDelayMs ?? 500);
+        await sleep(Math.min(wait, 30_000));
+        continue;
+      }
+      return answer;
+    }
+  }
+}
+
+async function readBounded(body: AsyncIterable<unknown> & { destroy(): void }, registry: string): Promise<string> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of body) {
+    const b = chunk as Buffer;
+    total += b.length;
+    if (total > MAX_BODY) {
+      body.destroy();
+      throw new RegistryError(`Harbor API answer larger than ${MAX_BODY} bytes`, { registry });
+    }
+    chunks.push(b);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
