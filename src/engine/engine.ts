@@ -3,7 +3,7 @@
 import { EventEmitter } from 'node:events';
 import PQueue from 'p-queue';
 import type { Logger } from 'pino';
-import type { FerryConfig, RuleConfig } from '../config/schema.js';
+import type { FerryConfig, RegistryConfig, RuleConfig } from '../config/schema.js';
 import { silentLogger } from '../log.js';
 import { buildRulePlan } from '../plan/build.js';
 import { compileFilters } from '../plan/filters.js';
@@ -315,6 +315,7 @@ export class Engine {
             stop,
             kindAllowed: (kind) => filters.kindAllowed(kind),
             prepareDestination: (repo) => destination.prepareDestination(repo),
+                ...conversionOptions(destination.config),
           });
         }),
       ),
@@ -349,6 +350,7 @@ export class Engine {
       stats,
       signal: opts.signal,
       prepareDestination: (repo) => destination.prepareDestination(repo),
+                ...conversionOptions(destination.config),
     });
     const result = stats.artifacts[0]!;
     return {
@@ -379,6 +381,13 @@ export class Engine {
     this.providers.clear();
     if (this.ownsJournal) this.journal.close();
   }
+}
+
+/** swr.convertToDocker, and the hint for SWR refusing OCI manifests when it is off. */
+function conversionOptions(config: RegistryConfig): { convertToDocker: boolean; ociRejectedHint?: string } {
+  if (config.kind !== 'swr') return { convertToDocker: false };
+  if (config.swr?.convertToDocker) return { convertToDocker: true };
+  return { convertToDocker: false, ociRejectedHint: 'SWR may refuse OCI-format manifests: set swr.convertToDocker: true on this registry to convert them to Docker schema 2 (digests change)' };
 }
 
 async function* filterRepos(

@@ -5,8 +5,9 @@ import type { Logger } from 'pino';
 import type { ArtifactKind } from '../config/schema.js';
 import type { WorkItem } from '../plan/types.js';
 import type { RegistryClient } from '../registry/client.js';
-import { RegistryError } from '../registry/errors.js';
-import { type Descriptor, type ParsedManifest, artifactKind, parseManifest, sha256Digest } from '../registry/media-types.js';
+import { RegistryError, UnsupportedContentError } from '../registry/errors.js';
+import { type Descriptor, MediaTypes, type ParsedManifest, artifactKind, parseManifest, sha256Digest } from '../registry/media-types.js';
+import { isOci, toDockerManifest, toDockerManifestList } from './convert.js';
 import type { BlobCopier } from './blob-copier.js';
 import type { Journal } from './journal.js';
 import type { ArtifactResult, RuleStats } from './stats.js';
@@ -35,7 +36,14 @@ export interface ArtifactContext {
   kindAllowed?: ((kind: ArtifactKind) => boolean) | undefined;
   /** Makes the destination namespace exist (provider-specific); called before the first push. */
   prepareDestination?: ((repository: string) => Promise<void>) | undefined;
+  /** Rewrite OCI manifests and indexes as Docker schema 2 / manifest lists (swr.convertToDocker). */
+  convertToDocker?: boolean | undefined;
+  /** Added to the error when the destination refuses an OCI manifest (names the option that helps). */
+  ociRejectedHint?: string | undefined;
 }
+
+/** OCI children converted to Docker: old digest → what is pushed instead. */
+type ConvertedChildren = Map<string, { digest: string; size: number; bytes: Buffer; mediaType: string; parsed: ParsedManifest }>;
 
 export interface ManifestHooks {
   /**
@@ -78,7 +86,15 @@ export class ArtifactCopier {
         return this.finish(ctx, { ...result, status: 'skipped', reason: `kind ${kind} not selected by filters.kinds` });
       }
 
-      const rewritten = (await this.hooks.rewrite?.(ctx, { bytes: manifest.bytes, mediaType: manifest.mediaType, parsed })) ?? manifest;
+      let rewritten: { bytes: Buffer; mediaType: string } = (await this.hooks.rewrite?.(ctx, { bytes: manifest.bytes, mediaType: manifest.mediaType, parsed })) ?? manifest;
+      let effective = rewritten === manifest ? parsed : parseManifest(rewritten.bytes, rewritten.mediaType);
+      let converted: ConvertedChildren | undefined;
+      if (ctx.convertToDocker && isOci(effective)) {
+        converted = new Map();
+        const content = effective;
+        rewritten = await this.convertTree(ctx, content, converted);
+        effective = content; // blobs and children are copied from the OCI original, pushed converted
+      }
       const target = { bytes: rewritten.bytes, mediaType: rewritten.mediaType, digest: rewritten === manifest ? manifest.digest : sha256Digest(rewritten.bytes) };
       if (target.digest !== manifest.digest) result.destinationDigest = target.digest;
 
@@ -103,12 +119,16 @@ export class ArtifactCopier {
 
       await ctx.prepareDestination?.(item.destinationRepository);
       const bytesBefore = ctx.stats.bytes;
-      await this.copyContent(ctx, rewritten === manifest ? parsed : parseManifest(target.bytes, target.mediaType));
+      await this.copyContent(ctx, effective, converted);
       for (const ref of toPush) {
-        await ctx.destination.putManifest(item.destinationRepository, ref, target.bytes, target.mediaType);
+        await ctx.destination.putManifest(item.destinationRepository, ref, target.bytes, target.mediaType).catch((err: unknown) => {
+          throw withOciHint(err, ctx, target.mediaType);
+        });
       }
       this.journal.recordManifest(ctx.destinationKey, item.destinationRepository, target.digest);
-      const referrers = await this.hooks.afterPush?.(ctx, target.digest);
+      // Signatures and attestations sign the OCI digest: they cannot follow a converted manifest.
+      const referrers = converted ? undefined : await this.hooks.afterPush?.(ctx, target.digest);
+      if (converted) this.logger?.warn({ rule: item.rule, source, destinationDigest: target.digest }, 'converted to Docker schema 2: signatures and referrers not copied');
       return this.finish(ctx, {
         ...result,
         status: 'copied',
@@ -142,9 +162,9 @@ export class ArtifactCopier {
    * Everything a manifest refers to, before the manifest itself: the blobs of an image manifest, or
    * every child (recursively) of an index.
    */
-  async copyContent(ctx: ArtifactContext, effective: ParsedManifest): Promise<void> {
+  async copyContent(ctx: ArtifactContext, effective: ParsedManifest, converted?: ConvertedChildren): Promise<void> {
     if (effective.kind === 'index') {
-      await settleAll(effective.manifests.map((child) => this.copyChild(ctx, child)));
+      await settleAll(effective.manifests.map((child) => (converted ? this.copyConvertedChild(ctx, converted.get(child.digest)!) : this.copyChild(ctx, child))));
       return;
     }
     const blobs = uniqueByDigest([effective.config, ...effective.layers].filter((d) => !FOREIGN_LAYER_TYPES.has(d.mediaType)));
@@ -164,6 +184,30 @@ export class ArtifactCopier {
         }),
       ),
     );
+  }
+
+  /**
+   * Converts an OCI manifest, or an index and its children, to Docker media types (fetching the
+   * children to convert them; nothing is pushed yet). Fills `children` for copyConvertedChild.
+   */
+  private async convertTree(ctx: ArtifactContext, parsed: ParsedManifest, children: ConvertedChildren): Promise<{ bytes: Buffer; mediaType: string }> {
+    if (parsed.kind === 'manifest') return toDockerManifest(parsed);
+    for (const child of parsed.manifests) {
+      const m = await ctx.source.getManifest(ctx.item.sourceRepository, child.digest);
+      const childParsed = parseManifest(m.bytes, m.mediaType || child.mediaType);
+      if (childParsed.kind !== 'manifest') throw new UnsupportedContentError('cannot convert nested indexes to Docker manifest lists (swr.convertToDocker)');
+      const c = isOci(childParsed) ? toDockerManifest(childParsed) : { bytes: m.bytes, mediaType: m.mediaType };
+      children.set(child.digest, { ...c, digest: sha256Digest(c.bytes), size: c.bytes.length, parsed: childParsed });
+    }
+    return toDockerManifestList(parsed, children);
+  }
+
+  private async copyConvertedChild(ctx: ArtifactContext, child: { digest: string; bytes: Buffer; mediaType: string; parsed: ParsedManifest }): Promise<void> {
+    const repo = ctx.item.destinationRepository;
+    if (await ctx.destination.headManifest(repo, child.digest, true)) return;
+    await this.copyContent(ctx, child.parsed);
+    await ctx.destination.putManifest(repo, child.digest, child.bytes, child.mediaType);
+    this.journal.recordManifest(ctx.destinationKey, repo, child.digest);
   }
 
   private async copyChild(ctx: ArtifactContext, child: Descriptor): Promise<void> {
@@ -189,6 +233,20 @@ async function settleAll(promises: Promise<unknown>[]): Promise<void> {
   const results = await Promise.allSettled(promises);
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) throw failed.reason;
+}
+
+/** A destination that refuses an OCI manifest gets an error naming the option that converts it. */
+function withOciHint(err: unknown, ctx: ArtifactContext, mediaType: string): unknown {
+  if (!ctx.ociRejectedHint || !(err instanceof RegistryError) || (mediaType !== MediaTypes.ociManifest && mediaType !== MediaTypes.ociIndex)) return err;
+  if (err.status !== 400 && err.status !== 415 && err.code !== 'MANIFEST_INVALID' && err.code !== 'UNSUPPORTED') return err;
+  return new RegistryError(`the registry refused an OCI manifest; ${ctx.ociRejectedHint}`, {
+    registry: err.registry,
+    repository: err.repository,
+    status: err.status,
+    code: err.code,
+    detail: err.detail,
+    cause: err,
+  });
 }
 
 function uniqueByDigest(descriptors: Descriptor[]): Descriptor[] {

@@ -6,7 +6,7 @@ import { parseConfig } from '../../src/config/load.js';
 import { Engine } from '../../src/engine/engine.js';
 import { swrLoginPassword } from '../../src/providers/swr-signer.js';
 import { startSwrStub, startTcrStub } from '../helpers/cloud-stubs.js';
-import { type TestRegistry, buildImage, getManifest, pushImage, startRegistry } from '../helpers/index.js';
+import { type TestRegistry, buildImage, buildIndex, getManifest, headBlob, pushImage, startProxy, startRegistry } from '../helpers/index.js';
 
 const TCR_KEYS = { secretId: 'AKIDtest', secretKey: 'tcr-secret-key', region: 'ap-guangzhou', instanceId: 'tcr-abcd1234' };
 const SWR_KEYS = { accessKey: 'QTWAOYTTINDUT2QVKYUC', secretKey: 'MFyfvK41ba2giqM7Uio6PznpdUKGpownRZlmVmHc', region: 'eu-de' };
@@ -110,6 +110,68 @@ describe('SWR destination', () => {
       expect(plan.problems.map((p) => p.message).join('\n')).toMatch(/flatten: all/);
     } finally {
       await engine.close();
+    }
+  });
+
+  it('converts OCI manifests and indexes to Docker schema 2 with swr.convertToDocker, reporting the new digests', async () => {
+    const oci = buildImage({ layers: [2500], format: 'oci' });
+    const index = buildIndex([buildImage({ layers: [1200], format: 'oci', platform: { os: 'linux', architecture: 'amd64' } }), buildImage({ layers: [1300], format: 'oci', platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } })], 'oci');
+    await pushImage(source, 'oci/single', '1', oci);
+    await pushImage(source, 'oci/multi', '1', index);
+    const swr = await startRegistry({ auth: 'none' });
+    const api = await startSwrStub({ ...SWR_KEYS });
+    const engine = new Engine(
+      parseConfig({
+        registries: { idc: { url: source.url }, swr: { url: swr.url, kind: 'swr', username: 'u', password: 'p', swr: { ...SWR_KEYS, apiEndpoint: api.url, convertToDocker: true } } },
+        rules: [{ name: 'r', source: 'idc', destination: 'swr', destinationNamespace: 'conv', flatten: 'all', filters: { repositories: ['oci/**'] } }],
+      }),
+      { stateDir: false },
+    );
+    try {
+      const report = await engine.sync();
+      const items = report.rules[0]!.items;
+      expect(items.map((i) => i.status)).toEqual(['copied', 'copied']);
+      const single = await getManifest(swr, 'conv/single', '1');
+      expect(single!.mediaType).toBe('application/vnd.docker.distribution.manifest.v2+json');
+      expect(items.find((i) => i.source.includes('oci/single'))!.destinationDigest).toBe(single!.digest);
+      expect(single!.digest).not.toBe(oci.digest);
+      expect(await headBlob(swr, 'conv/single', oci.layers[0]!.digest)).toBe(true); // blobs unchanged
+      const list = await getManifest(swr, 'conv/multi', '1');
+      expect(list!.mediaType).toBe('application/vnd.docker.distribution.manifest.list.v2+json');
+      const children = (JSON.parse(list!.bytes.toString()) as { manifests: { digest: string; mediaType: string; platform: { architecture: string } }[] }).manifests;
+      expect(children.map((c) => c.platform.architecture)).toEqual(['amd64', 'arm64']);
+      for (const c of children) {
+        expect(c.mediaType).toBe('application/vnd.docker.distribution.manifest.v2+json');
+        expect((await getManifest(swr, 'conv/multi', c.digest))!.mediaType).toBe('application/vnd.docker.distribution.manifest.v2+json');
+      }
+      // A rerun finds the converted manifests in place.
+      expect((await engine.sync()).rules[0]!.artifacts.present).toBe(2);
+    } finally {
+      await engine.close();
+      await swr.stop();
+      await api.close();
+    }
+  });
+
+  it('says to turn on swr.convertToDocker when SWR refuses an OCI manifest', async () => {
+    const swr = await startRegistry({ auth: 'none' });
+    const refusing = await startProxy(swr.url, { statusSequence: { match: /^PUT \/v2\/.+\/manifests\//, statuses: [400, 400, 400] } });
+    const api = await startSwrStub({ ...SWR_KEYS });
+    const engine = new Engine(
+      parseConfig({
+        registries: { idc: { url: source.url }, swr: { url: refusing.url, kind: 'swr', username: 'u', password: 'p', swr: { ...SWR_KEYS, apiEndpoint: api.url } } },
+        rules: [{ name: 'r', source: 'idc', destination: 'swr', destinationNamespace: 'refused', flatten: 'all', filters: { repositories: ['oci/single'] } }],
+      }),
+      { stateDir: false },
+    );
+    try {
+      const report = await engine.sync();
+      expect(report.rules[0]!.items[0]!.reason).toMatch(/refused an OCI manifest; .*swr\.convertToDocker: true/);
+    } finally {
+      await engine.close();
+      await api.close();
+      await refusing.stop();
+      await swr.stop();
     }
   });
 });
