@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { Agent, type Dispatcher } from 'undici';
 import { GenericProvider } from './generic.js';
 import { HarborProvider } from './harbor.js';
+import { HarborApi } from './harbor-api.js';
 import { SWR_DEFAULT_LIMITS, SwrProvider } from './swr.js';
 import { SwrApi, SwrDockyard, swrCredentials } from './swr-api.js';
 import { TcrProvider } from './tcr.js';
@@ -65,8 +66,18 @@ export function createProvider(name: string, config: RegistryConfig, opts: Provi
             : undefined;
       return new SwrProvider(name, config, createClient(name, config, opts, async () => login), namespaces);
     }
-    case 'harbor':
-      return new HarborProvider(name, config, createClient(name, config, opts));
+    case 'harbor': {
+      const api = new HarborApi({
+        url: config.url,
+        username: config.username,
+        password: config.password,
+        registry: name,
+        dispatcher: tlsDispatcher(config),
+        retries: opts.transfer.retries,
+        timeoutMs: opts.transfer.requestTimeout * 1000,
+      });
+      return new HarborProvider(name, config, createClient(name, config, opts), api);
+    }
     default:
       return new GenericProvider(name, config, createClient(name, config, opts));
   }

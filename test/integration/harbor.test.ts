@@ -6,7 +6,7 @@ import { parseConfig } from '../../src/config/load.js';
 import { Engine } from '../../src/engine/engine.js';
 import { HarborProvider } from '../../src/providers/harbor.js';
 import type { SourceArtifact } from '../../src/plan/types.js';
-import { type HarborStub, startHarborStub } from '../helpers/harbor-fixtures.js';
+import { type HarborStub, startHarborStub } from '../helpers/harbor-stub.js';
 import { type TestRegistry, buildImage, getManifest, listTags, pushImage, randomBlob, startRegistry } from '../helpers/index.js';
 
 const robot = { username: 'robot$sync', password: 'robot-secret' };
@@ -26,7 +26,8 @@ beforeAll(async () => {
   await pushImage(registry, 'team/untagged', release.digest, release);
   harbor = await startHarborStub({
     registryUrl: registry.url,
-    user: robot,
+    users: { [robot.username]: robot.password },
+    maxPageSize: 2,
     projects: [{ name: 'library', public: true }, { name: 'team' }, { name: 'empty' }],
     artifacts: [
       { repository: 'library/app', digest: release.digest, tags: ['1.0'], labels: ['release'], pushTime: '2024-05-01T00:00:00Z' },
@@ -98,14 +99,27 @@ describe('Harbor as a source', () => {
   });
 });
 
+describe('kind: harbor without the Harbor API', () => {
+  it('falls back to the catalog', async () => {
+    const e = new Engine(parseConfig({ registries: { h: { url: registry.url, kind: 'harbor' } } }), { stateDir: false });
+    try {
+      const repos = new Set<string>();
+      for await (const a of e.provider('h').listArtifacts()) repos.add(a.repository);
+      expect([...repos].sort()).toEqual(['library/app', 'team/a/b/tool']); // team/untagged has no tags to list
+    } finally {
+      await e.close();
+    }
+  });
+});
+
 describe('Harbor as a destination', () => {
   it('creates missing projects (private by default) once, then pushes', async () => {
-    const target = await startHarborStub({ registryUrl: destination.url, user: robot, projects: [] });
+    const target = await startHarborStub({ registryUrl: destination.url, users: { [robot.username]: robot.password }, projects: [] });
     const e = engine({ destinationNamespace: 'migrated', filters: { repositories: ['library/**'] } }, { url: target.url, kind: 'harbor', ...robot });
     try {
       const report = await e.sync();
       expect(report.rules[0]!.artifacts.copied).toBe(2);
-      expect(target.projects.get('migrated')).toBe(false);
+      expect(target.projects.get('migrated')?.public).toBe(false);
       expect(target.requests.filter((r) => r.method === 'POST' && r.path === '/api/v2.0/projects')).toHaveLength(1);
       expect((await getManifest(destination, 'migrated/library/app', 'dev'))?.digest).toBe(dev.digest);
     } finally {
