@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
+import { filterErrors } from '../plan/filters.js';
 import { configSchema, type FerryConfig } from './schema.js';
 
 export class ConfigError extends Error {
@@ -88,6 +89,15 @@ export function parseConfig(raw: unknown, file = '<inline>', env: NodeJS.Process
       }),
     );
   }
+  // Patterns are checked with the matcher that will use them, so a bad glob, regex or semver range is a
+  // config error (exit 2) with its key path rather than a failure in the middle of a run.
+  const patternProblems = result.data.rules.flatMap((rule, i) =>
+    filterErrors(rule.filters).map((message) => {
+      const [key, ...rest] = message.split(': ');
+      return { path: `rules[${i}].${key}`, message: rest.join(': ') };
+    }),
+  );
+  if (patternProblems.length) throw new ConfigError(file, patternProblems);
   return result.data;
 }
 

@@ -107,3 +107,10 @@ describe('units', () => {
     expect(parseSize('lots')).toBeNull();
   });
 });
+
+describe('filter patterns', () => {
+  it('reports a bad glob, regex or semver range as a config error with its key path', () => {
+    const cfg = { registries: { a: { url: 'https://a.example' } }, rules: [{ name: 'r', source: 'a', destination: 'a', filters: { tagRegex: '(', semver: 'not a range' } }] };
+    expect(() => parseConfig(cfg, 'x.yaml', {})).toThrow(/rules\[0\]\.filters\.tagRegex: [\s\S]*rules\[0\]\.filters\.semver: /);
+  });
+});
