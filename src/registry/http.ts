@@ -204,19 +204,12 @@ export function redactUrl(url: URL): string {
 
 /** Reads a whole (small) response body as text, bounded to `limit` bytes. */
 export async function readText(res: HttpResponse, limit = 4 * 1024 * 1024): Promise<string> {
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of res.body) {
-    total += (chunk as Buffer).length;
-    if (total > limit) {
-      res.body.destroy();
-      throw new RegistryError(`response body larger than ${limit} bytes`, { registry: 'unknown' });
-    }
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks).toString('utf8');
+  const bytes = await readBytes(res, limit);
+  if (!bytes) throw new RegistryError(`response body larger than ${limit} bytes`, { registry: 'unknown' });
+  return bytes.toString('utf8');
 }
 
+/** Reads a whole response body, or undefined (body discarded) when it exceeds `limit` bytes. */
 export async function readBytes(res: HttpResponse, limit: number): Promise<Buffer | undefined> {
   const chunks: Buffer[] = [];
   let total = 0;
