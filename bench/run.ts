@@ -280,7 +280,7 @@ async function main(): Promise<void> {
             ratio: r.ratio,
             target: '<= 1.10x, identical',
             pass: r.ratio <= 1.1 && r.problems.length === 0,
-            note: r.problems.length === 0 ? 'destination identical' : `DIFFERS: ${r.problems[0]}`,
+            note: resumeNote(r),
           });
         });
       }
@@ -370,26 +370,29 @@ interface ResumeResult {
   killed: boolean;
   secondReport: unknown;
   problems: string[];
+  /** distribution logged "upload resumed at wrong offest" (it then cancels the session). */
+  sessionsRefused: number;
 }
 
-async function measureResume(ctx: Context, cleanBytes: number, variant: ResumeVariant): Promise<ResumeResult> {
+async function measureResume(ctx: Context, cleanBytes: number, variant: ResumeVariant, from: { url: string; ds: Dataset } = { url: ctx.sourceUrl, ds: ctx.ds }): Promise<ResumeResult> {
   const dest = await ctx.destination(`resume-${variant.id}`);
   let failed = true;
   try {
     const stateDir = join(ctx.work, `state-resume-${variant.id}`);
     const dir = join(ctx.work, `resume-${variant.id}`);
     const threshold = cleanBytes * ctx.s.killAt;
-    const first = await runFerrySync({ dir, sourceUrl: ctx.sourceUrl, destinationUrl: dest.url, stateDir, transfer: variant.transfer, logFile: ctx.logFile(`resume-${variant.id}-1`), killWhen: () => dest.wan.bytesUp >= threshold });
+    const first = await runFerrySync({ dir, sourceUrl: from.url, destinationUrl: dest.url, stateDir, transfer: variant.transfer, logFile: ctx.logFile(`resume-${variant.id}-1`), killWhen: () => dest.wan.bytesUp >= threshold });
     if (!first.killed) notes.push(`resume (${variant.name}): the first run finished before reaching ${Math.round(ctx.s.killAt * 100)}% and was not killed`);
     // Bytes already inside the emulated link still reach the registry after the kill: count them
     // for the first run.
     await new Promise((r) => setTimeout(r, 1000 + 4 * ctx.s.delayMs));
     const firstBytes = dest.wan.bytesUp;
-    const second = await runFerrySync({ dir, sourceUrl: ctx.sourceUrl, destinationUrl: dest.url, stateDir, transfer: variant.transfer, logFile: ctx.logFile(`resume-${variant.id}-2`) });
+    const second = await runFerrySync({ dir, sourceUrl: from.url, destinationUrl: dest.url, stateDir, transfer: variant.transfer, logFile: ctx.logFile(`resume-${variant.id}-2`) });
     const report = assertOk(second, 'resumed sync');
     const total = dest.wan.bytesUp;
-    const problems = await compareDestination(dest.client(), ctx.ds, (r) => r);
-    failed = problems.length > 0;
+    const problems = await compareDestination(dest.client(), from.ds, (r) => r);
+    // Keep the registry's log either way (with BENCH_LOG_DIR): it says why a session could not resume.
+    failed = true;
     return {
       firstBytes,
       secondBytes: total - firstBytes,
@@ -397,6 +400,7 @@ async function measureResume(ctx: Context, cleanBytes: number, variant: ResumeVa
       firstMs: first.ms,
       secondMs: second.ms,
       killed: first.killed,
+      sessionsRefused: (dest.registry.logs().match(/upload resumed at wrong offest/g) ?? []).length,
       secondReport: { totals: report.totals, durationMs: report.durationMs },
       problems,
     };
@@ -476,7 +480,8 @@ async function measureMemory(ctx: Context, fullRss: number | undefined): Promise
     // connection can carry), so Ferry's time for the big layer has a baseline too.
     const raw = await rawCopy(ctx, { url: bigSource.url }, big);
     log(`memory: the raw client copied the same layer in ${sec(raw.ms)} s (peak RSS ${mb(raw.peakRss)} MB)`);
-    details.memory = { layerBytes: s.bigLayerBytes, ms: run.ms, peakRss: run.peakRss, raw };
+    details.memory = { layerBytes: s.bigLayerBytes, ms: run.ms, peakRss: run.peakRss, bytesThroughLink: dest.wan.bytesUp, raw };
+    const cleanBytes = dest.wan.bytesUp;
     rows.push(ratioRow('big-layer-time', `Ferry copy time of the ${mib} MiB layer`, run.ms, { name: 'raw client', ms: raw.ms }, undefined, 'informative'));
     rows.push({
       id: 'memory',
@@ -490,11 +495,42 @@ async function measureMemory(ctx: Context, fullRss: number | undefined): Promise
       note: `copy took ${sec(run.ms)} s (${mbit((s.bigLayerBytes / run.ms) * 1000)} Mbit/s)`,
     });
     failed = false;
+    if (wants(s, 'resume')) {
+      // Mid-blob resume: the same layer, copied by chunk (default resumeThreshold 64 MiB), killed
+      // half-way and run again.
+      const chunk = process.env.BENCH_CHUNK || '16MiB';
+      const variant: ResumeVariant = { id: 'big', name: `one ${mib} MiB layer, chunkSize ${chunk}`, transfer: { concurrency: s.concurrency, chunkSize: chunk } };
+      const title = `resume after SIGKILL at ${Math.round(s.killAt * 100)}% (${variant.name}): bytes of both runs`;
+      await phase('resume-big', title, async () => {
+        const r = await measureResume(ctx, cleanBytes, variant, { url: bigSource.url, ds: big });
+        (details.resume as Record<string, unknown> | undefined) ?? (details.resume = {});
+        (details.resume as Record<string, unknown>).big = r;
+        log(`resume (${variant.name}): killed at ${mb(r.firstBytes)} MB, rerun sent ${mb(r.secondBytes)} MB; ${(r.ratio * 100).toFixed(1)}% of a clean run; identical: ${r.problems.length === 0}`);
+        rows.push({
+          id: 'resume-big',
+          measurement: title,
+          value: mb(r.firstBytes + r.secondBytes),
+          unit: 'MB',
+          baseline: { name: 'clean run', value: mb(cleanBytes), unit: 'MB' },
+          ratio: r.ratio,
+          target: '<= 1.10x, identical',
+          pass: r.ratio <= 1.1 && r.problems.length === 0,
+          note: resumeNote(r),
+        });
+      });
+    }
   } finally {
     await dest.done(failed);
     await client.close();
     await bigSource.stop();
   }
+}
+
+function resumeNote(r: ResumeResult): string {
+  const parts = [r.problems.length === 0 ? 'destination identical' : `DIFFERS: ${r.problems[0]}`];
+  if (!r.killed) parts.push('first run was NOT killed');
+  if (r.sessionsRefused) parts.push(`registry refused ${r.sessionsRefused} upload session(s) to resume: "upload resumed at wrong offset"`);
+  return parts.join('; ');
 }
 
 // ---------------------------------------------------------------------------------------------
