@@ -114,7 +114,7 @@ export const ruleSchema = z.strictObject({
   flatten: flatten.default('none'),
   rename: z.array(z.strictObject({ from: z.string(), to: z.string() })).default([]),
   override: z.boolean().default(true),
-  platforms: z.array(z.string()).default([]),
+  platforms: z.array(z.string().regex(/^[A-Za-z0-9._-]+\/[A-Za-z0-9._-]+(?:\/[A-Za-z0-9._-]+)?$/, 'expected os/architecture[/variant], e.g. linux/amd64 or linux/arm64/v8')).default([]),
   deleteRemote: z.boolean().default(false),
   copyReferrers: z.boolean().default(true),
   bandwidth: bandwidth.optional(),

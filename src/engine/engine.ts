@@ -8,13 +8,15 @@ import { silentLogger } from '../log.js';
 import { buildRulePlan } from '../plan/build.js';
 import { compileFilters } from '../plan/filters.js';
 import type { RulePlan, SourceArtifact, WorkItem } from '../plan/types.js';
-import { createProvider, registryKey } from '../providers/index.js';
+import { createProvider, registryKey, staticCredentials } from '../providers/index.js';
 import type { Provider } from '../providers/types.js';
 import { AuthError, UnreachableError } from '../registry/errors.js';
 import { ArtifactCopier, type ManifestHooks } from '../transfer/artifact-copier.js';
 import { BlobCopier, type UploadStrategy } from '../transfer/blob-copier.js';
+import { ChartMuseumCopier } from '../transfer/charts.js';
 import { ChunkedUpload } from '../transfer/chunked.js';
 import { Journal } from '../transfer/journal.js';
+import { ReferrersCopier, defaultManifestHooks } from '../transfer/referrers.js';
 import { RuleStats, type TransferEvents } from '../transfer/stats.js';
 import { TokenBucket } from '../transfer/throttle.js';
 import { type RuleReport, type SyncReport, summarize } from './report.js';
@@ -73,6 +75,8 @@ export class Engine {
   readonly processBucket: TokenBucket;
   readonly blobs: BlobCopier;
   readonly artifacts: ArtifactCopier;
+  /** ChartMuseum charts (work items with `chartMuseum`), converted to OCI charts. */
+  readonly charts: ChartMuseumCopier;
   private readonly artifactQueue: PQueue;
   private readonly providers = new Map<string, Provider>();
   private readonly ruleBuckets = new Map<string, TokenBucket>();
@@ -110,7 +114,15 @@ export class Engine {
       minBlobRate: config.transfer.minBlobRate,
       requestTimeoutMs: config.transfer.requestTimeout * 1000,
     });
-    this.artifacts = new ArtifactCopier(this.blobs, this.journal, this.logger, opts.hooks);
+    // Default hooks: platform filtering (rule `platforms`) and referrers (rule `copyReferrers`).
+    const referrers = new ReferrersCopier({ copyContent: (ctx, parsed) => this.artifacts.copyContent(ctx, parsed), journal: this.journal, logger: this.logger });
+    this.artifacts = new ArtifactCopier(this.blobs, this.journal, this.logger, opts.hooks ?? defaultManifestHooks({ referrers, logger: this.logger }));
+    this.charts = new ChartMuseumCopier({
+      journal: this.journal,
+      logger: this.logger,
+      processBucket: this.processBucket,
+      credentials: async (name) => (this.config.registries[name] ? staticCredentials(this.config.registries[name])() : undefined),
+    });
     this.artifactQueue = new PQueue({ concurrency: config.transfer.artifactConcurrency });
   }
 
@@ -303,7 +315,7 @@ export class Engine {
         // artifact checks stop/abort when its turn comes and is then left out of the report.
         this.artifactQueue.add(async () => {
           if (signal?.aborted || stop?.aborted) return;
-          await this.artifacts.copy({
+          await (item.chartMuseum ? this.charts : this.artifacts).copy({
             item,
             source: source.client,
             destination: destination.client,
@@ -315,6 +327,8 @@ export class Engine {
             stop,
             kindAllowed: (kind) => filters.kindAllowed(kind),
             prepareDestination: (repo) => destination.prepareDestination(repo),
+            platforms: rule.platforms,
+            copyReferrers: rule.copyReferrers,
                 ...conversionOptions(destination.config),
           });
         }),

@@ -28,6 +28,12 @@ export async function inspectPlan(
       queue.add(async (): Promise<PlannedCopy> => {
         const copy = plannedCopy(item);
         try {
+          if (item.chartMuseum) {
+            // ChartMuseum charts are converted at copy time (no manifest at the source to compare): a
+            // version already tagged at the destination counts as present (a real run compares digests).
+            const tagged = await Promise.all(item.tags.map((t) => destination.headManifest(item.destinationRepository, t, true)));
+            return { ...copy, action: tagged.every(Boolean) ? 'present' : 'copy' };
+          }
           const manifest = await source.getManifest(item.sourceRepository, item.sourceReference);
           const refs = item.tags.length ? item.tags : [manifest.digest];
           const existing = await Promise.all(refs.map((ref) => destination.headManifest(item.destinationRepository, ref, true)));

@@ -40,6 +40,10 @@ export interface ArtifactContext {
   convertToDocker?: boolean | undefined;
   /** Added to the error when the destination refuses an OCI manifest (names the option that helps). */
   ociRejectedHint?: string | undefined;
+  /** Rule `platforms`: copy only these children of an index (empty or absent: all, byte for byte). */
+  platforms?: string[] | undefined;
+  /** Rule `copyReferrers` (absent = true): copy signatures, attestations, SBOMs and other referrers. */
+  copyReferrers?: boolean | undefined;
 }
 
 /** OCI children converted to Docker: old digest → what is pushed instead. */
@@ -48,9 +52,10 @@ type ConvertedChildren = Map<string, { digest: string; size: number; bytes: Buff
 export interface ManifestHooks {
   /**
    * Lets a later stage rewrite an index before it is pushed (platform filtering) or a manifest
-   * (format conversion). Returning undefined keeps the bytes as pulled.
+   * (format conversion). Returning undefined keeps the bytes as pulled; `{ skip }` leaves the
+   * artifact out (reported skipped with that reason), e.g. an index with none of the rule's platforms.
    */
-  rewrite?: (ctx: ArtifactContext, manifest: { bytes: Buffer; mediaType: string; parsed: ParsedManifest }) => Promise<{ bytes: Buffer; mediaType: string } | undefined>;
+  rewrite?: (ctx: ArtifactContext, manifest: { bytes: Buffer; mediaType: string; parsed: ParsedManifest }) => Promise<{ bytes: Buffer; mediaType: string } | { skip: string } | undefined>;
   /** Copies what refers to the artifact (signatures, SBOMs) once it is in place. Returns how many. */
   afterPush?: (ctx: ArtifactContext, digest: string) => Promise<number>;
 }
@@ -86,7 +91,9 @@ export class ArtifactCopier {
         return this.finish(ctx, { ...result, status: 'skipped', reason: `kind ${kind} not selected by filters.kinds` });
       }
 
-      let rewritten: { bytes: Buffer; mediaType: string } = (await this.hooks.rewrite?.(ctx, { bytes: manifest.bytes, mediaType: manifest.mediaType, parsed })) ?? manifest;
+      const hooked = await this.hooks.rewrite?.(ctx, { bytes: manifest.bytes, mediaType: manifest.mediaType, parsed });
+      if (hooked && 'skip' in hooked) return this.finish(ctx, { ...result, status: 'skipped', reason: hooked.skip });
+      let rewritten: { bytes: Buffer; mediaType: string } = hooked ?? manifest;
       let effective = rewritten === manifest ? parsed : parseManifest(rewritten.bytes, rewritten.mediaType);
       let converted: ConvertedChildren | undefined;
       if (ctx.convertToDocker && isOci(effective)) {
