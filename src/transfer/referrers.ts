@@ -172,7 +172,13 @@ export class ReferrersCopier {
     };
     const run = this.run(ctx);
     if (run.sourceApi.get(ctx.source.name) !== false) {
-      const index = await ctx.source.referrers(repo, subject);
+      // 404 means no Referrers API; any other refusal of this optional endpoint is treated the same
+      // (with a warning) rather than failing every artifact of a registry with a quirky answer.
+      const index = await ctx.source.referrers(repo, subject).catch((err: unknown) => {
+        if (ctx.signal?.aborted) throw err;
+        this.opts.logger?.warn({ registry: ctx.source.name, repository: repo, err: (err as Error).message }, 'Referrers API request failed; using the fallback tag only for this run');
+        return undefined;
+      });
       run.sourceApi.set(ctx.source.name, index !== undefined);
       if (index) add(indexEntries(index.bytes));
     }
@@ -237,7 +243,10 @@ export class ReferrersCopier {
     const run = this.run(ctx);
     const known = run.destinationApi.get(ctx.destinationKey);
     if (known !== undefined) return known;
-    const answer = await ctx.destination.referrers(ctx.item.destinationRepository, subject);
+    const answer = await ctx.destination.referrers(ctx.item.destinationRepository, subject).catch((err: unknown) => {
+      if (ctx.signal?.aborted) throw err;
+      return undefined; // no usable Referrers API: keep the fallback tag
+    });
     run.destinationApi.set(ctx.destinationKey, answer !== undefined);
     return answer !== undefined;
   }

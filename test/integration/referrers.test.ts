@@ -20,6 +20,7 @@ import {
   pushImage,
   rawClient,
   randomBlob,
+  startProxy,
   startRegistry,
 } from '../helpers/index.js';
 import { type ReferrersFront, startReferrersFront } from '../helpers/referrers-front.js';
@@ -179,6 +180,17 @@ describe('cosign tags and OCI referrers from a registry without the Referrers AP
     expect(skipped.map((i) => i.tags[0]).sort()).toEqual([sig.tag, att.tag, sbomTag.tag, sbomSignature.tag, tagOf(image.digest), tagOf(sbomSignature.digest)].sort());
     expect(skipped[0]!.reason).toMatch(/copied with the artifact it refers to/);
     expect(report.rules[0]!.status).toBe('ok');
+  });
+
+  it('falls back to the tags when the source refuses the Referrers API request (not only 404)', async () => {
+    const proxy = await startProxy(plainSource.url, { statusSequence: { match: /^GET \/v2\/.+\/referrers\//, statuses: Array(50).fill(403) } });
+    try {
+      const report = await sync(engine(proxy, plainDestination, { filters: { repositories: ['library/signed'], tags: ['1.0'] }, destinationNamespace: 'refused' }));
+      expect(report.rules[0]!.items[0]).toMatchObject({ status: 'copied', referrers: 7 });
+      expect(proxy.count(/^GET \/v2\/.+\/referrers\//)).toBe(1); // not asked again in the run
+    } finally {
+      await proxy.stop();
+    }
   });
 
   it('leaves referrers alone with copyReferrers: false', async () => {
