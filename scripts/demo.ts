@@ -1,7 +1,7 @@
 // `npm run demo`: starts two local registries (the Debian docker-registry binary), pushes a few sample
 // images to the first, writes a config that maps them into a namespace of the second, and runs
 // `ferry sync` on it, printing the report. Everything lives in a temporary directory.
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -47,11 +47,17 @@ rules:
   );
   console.error(`config: ${configFile}\n`);
   const ferry = join(import.meta.dirname, '..', 'bin', 'ferry.js');
-  const env = { ...process.env, DEMO_PASSWORD: 's3cret' };
-  const first = spawnSync(process.execPath, [ferry, 'sync', '--config', configFile], { stdio: 'inherit', env });
+  const env = { ...process.env, DEMO_PASSWORD: 's3cret', FERRY_LOG_LEVEL: process.env.FERRY_LOG_LEVEL ?? 'warn' };
+  // Asynchronous on purpose: the token issuer of the destination registry runs in this process and
+  // must keep answering while ferry runs.
+  const sync = () =>
+    new Promise<number>((resolve) => {
+      spawn(process.execPath, [ferry, 'sync', '--config', configFile], { stdio: ['ignore', 'inherit', 'inherit'], env }).on('exit', (code) => resolve(code ?? 1));
+    });
+  const first = await sync();
   console.error('\nrunning the same sync again (nothing left to copy):');
-  spawnSync(process.execPath, [ferry, 'sync', '--config', configFile], { stdio: 'inherit', env });
-  process.exitCode = first.status ?? 1;
+  await sync();
+  process.exitCode = first;
 } finally {
   await source.stop();
   await destination.stop();
