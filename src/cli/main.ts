@@ -74,7 +74,7 @@ export function buildProgram(run: { code: number }): Command {
       const progress = new ProgressDisplay({ mode: opts.dryRun ? 'none' : progressMode({ quiet: opts.quiet, isTTY: process.stderr.isTTY }) });
       const logger = createLogger(program.opts<{ logLevel: string }>().logLevel, progress.mode === 'tty' ? progress.logStream() : 2);
       const config = withStateDir(requireConfig(opts.config), opts.stateDir ?? process.env.FERRY_STATE_DIR);
-      const engine = new Engine(config, { logger, stateDir: opts.dryRun ? false : undefined });
+      const engine = new Engine(config, { logger, stateDir: opts.dryRun ? false : undefined, readStateOnly: !!opts.dryRun });
       try {
         const rules = engine.selectRules(opts.rule);
         if (shard) logger.info({ shard: formatShard(shard) }, `shard ${formatShard(shard)}: only the source repositories whose hash falls in this shard`);
@@ -100,7 +100,7 @@ export function buildProgram(run: { code: number }): Command {
     .action(async (opts: GlobalOptions & { rule: string[]; shard?: string; shards?: string }) => {
       const shard = resolveShard({ shard: opts.shard, shards: opts.shards });
       const logger = createLogger(program.opts<{ logLevel: string }>().logLevel);
-      const engine = new Engine(requireConfig(opts.config), { logger, stateDir: false });
+      const engine = new Engine(requireConfig(opts.config), { logger, stateDir: false, readStateOnly: true });
       try {
         engine.selectRules(opts.rule);
         const report = await engine.sync({ rules: opts.rule, dryRun: true, repositoryFilter: shard ? shardFilter(shard) : undefined });

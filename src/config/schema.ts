@@ -185,7 +185,7 @@ export const configSchema = z
       if (reg.kind === 'tcr' && !reg.tcr && !(reg.username && reg.password)) {
         ctx.addIssue({ code: 'custom', path: ['registries', name], message: 'a tcr registry needs username/password or tcr: {secretId, secretKey, region, instanceId}' });
       }
-      if (reg.kind === 'swr' && !reg.swr && !(reg.username && reg.password)) {
+      if (reg.kind === 'swr' && !(reg.swr?.accessKey && reg.swr.secretKey) && !(reg.username && reg.password)) {
         ctx.addIssue({ code: 'custom', path: ['registries', name], message: 'an swr registry needs username/password or swr: {region, accessKey, secretKey}' });
       }
     }

@@ -40,6 +40,11 @@ export interface EngineOptions {
   logger?: Logger | undefined;
   /** Overrides transfer.stateDir; `false` keeps the journal in memory (tests, one-off copies). */
   stateDir?: string | false | undefined;
+  /**
+   * Dry runs: read what the rules pushed earlier (so the plan can list deleteRemote deletions) from
+   * transfer.stateDir without writing anything there.
+   */
+  readStateOnly?: boolean | undefined;
   events?: EventEmitter<TransferEvents> | undefined;
   uploadStrategy?: UploadStrategy | undefined;
   hooks?: ManifestHooks | undefined;
@@ -89,7 +94,7 @@ export class Engine {
     this.logger = opts.logger ?? silentLogger;
     this.events = opts.events ?? new EventEmitter<TransferEvents>();
     const stateDir = opts.stateDir === false ? undefined : (opts.stateDir ?? config.transfer.stateDir);
-    this.ruleState = new RuleState(stateDir);
+    this.ruleState = new RuleState(opts.readStateOnly ? (opts.stateDir || config.transfer.stateDir) : stateDir, !!opts.readStateOnly);
     this.journal = opts.journal ?? Journal.open(stateDir);
     this.ownsJournal = !opts.journal;
     this.processBucket = new TokenBucket(config.transfer.bandwidth);
@@ -275,7 +280,9 @@ export class Engine {
     const destination = this.provider(rule.destination);
     const state = this.ruleState.load(rule.name, registryKey(rule.destination, destination.config));
     for (const result of stats.artifacts) {
-      if ((result.status !== 'copied' && result.status !== 'present') || !result.sourceRepository || !result.destinationRepository) continue;
+      // Only what this rule pushed itself: a tag found already identical may predate Ferry, and
+      // deleteRemote must never delete what the rule did not put there.
+      if (result.status !== 'copied' || !result.sourceRepository || !result.destinationRepository) continue;
       const digest = result.destinationDigest ?? result.digest;
       if (!digest) continue;
       for (const tag of result.tags) state.entries[`${result.sourceRepository}:${tag}`] = { repository: result.destinationRepository, tag, digest };

@@ -22,8 +22,11 @@ interface RuleStateFile {
 export class RuleState {
   private readonly memory = new Map<string, RuleStateFile>();
 
-  /** `dir` undefined keeps the state in memory (tests, one-off runs). */
-  constructor(private readonly dir: string | undefined) {}
+  /** `dir` undefined keeps the state in memory (tests, one-off runs); `readOnly` never writes to `dir`. */
+  constructor(
+    private readonly dir: string | undefined,
+    private readonly readOnly = false,
+  ) {}
 
   private file(rule: string): string {
     return join(this.dir!, 'rules', `${rule}.json`);
@@ -46,7 +49,7 @@ export class RuleState {
 
   save(rule: string, state: RuleStateFile): void {
     this.memory.set(rule, state);
-    if (!this.dir) return;
+    if (!this.dir || this.readOnly) return;
     mkdirSync(join(this.dir, 'rules'), { recursive: true });
     const tmp = `${this.file(rule)}.tmp`;
     writeFileSync(tmp, JSON.stringify(state));

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { RegistryConfig, TransferConfig } from '../config/schema.js';
 import type { CredentialSource } from '../registry/auth.js';
 import { RegistryClient } from '../registry/client.js';
-import { readFileSync } from 'node:fs';
+import { trustedCertificates } from '../registry/http.js';
 import { Agent, type Dispatcher } from 'undici';
 import { GenericProvider } from './generic.js';
 import { HarborProvider } from './harbor.js';
@@ -45,7 +45,7 @@ export function createClient(name: string, config: RegistryConfig, opts: Provide
 /** An undici dispatcher with the registry's TLS settings, for product APIs on the registry host. */
 export function tlsDispatcher(config: RegistryConfig): Dispatcher | undefined {
   if (!config.insecure && !config.caFile) return undefined;
-  return new Agent({ connect: { rejectUnauthorized: !config.insecure, ...(config.caFile ? { ca: readFileSync(config.caFile) } : {}) } });
+  return new Agent({ connect: { rejectUnauthorized: !config.insecure, ...(config.caFile ? { ca: trustedCertificates(config.caFile) } : {}) } });
 }
 
 export function createProvider(name: string, config: RegistryConfig, opts: ProviderOptions): Provider {

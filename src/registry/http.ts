@@ -3,6 +3,7 @@
 // a per-registry request rate / concurrency limit, and one shared back-off per registry so that a
 // 429/503 storm slows every request to that registry instead of each retrying on its own.
 import { readFileSync } from 'node:fs';
+import { rootCertificates } from 'node:tls';
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import PQueue from 'p-queue';
@@ -102,7 +103,7 @@ export class HttpTransport {
     this.logger = opts.logger;
     this.onRetry = opts.onRetry;
     const timeout = opts.requestTimeoutMs ?? 120_000;
-    const ca = opts.caFile ? readFileSync(opts.caFile) : undefined;
+    const ca = trustedCertificates(opts.caFile);
     this.agent = new Agent({
       connections: opts.connections ?? 32,
       keepAliveTimeout: 30_000,
@@ -195,6 +196,14 @@ export class HttpTransport {
   async close(): Promise<void> {
     await this.agent.close().catch(() => undefined);
   }
+}
+
+/**
+ * Node's public roots plus the registry's own CA: `ca` replaces the default list, and a registry with a
+ * private CA may still redirect blob downloads to object storage with a public certificate.
+ */
+export function trustedCertificates(caFile: string | undefined): (string | Buffer)[] | undefined {
+  return caFile ? [...rootCertificates, readFileSync(caFile)] : undefined;
 }
 
 /** The URL without query parameters that may carry upload state or credentials, for logs. */

@@ -79,7 +79,16 @@ describe('deleteRemote', () => {
     expect((await listTags(destination, 'mirror/del/app')).sort()).toEqual(['1', '2', 'manual']);
 
     await deleteManifest(source, 'del/app', two.digest);
-    const plan = await run(rule, stateDir, true);
+    // As `ferry sync --dry-run` runs it: the rule state is read from transfer.stateDir, nothing written.
+    const dry = new Engine(
+      parseConfig({
+        registries: { s: { url: source.url }, d: { url: destination.url, username: 'ferry', password: 's3cret' } },
+        transfer: { stateDir },
+        rules: [{ name: 'r', source: 's', destination: 'd', ...rule }],
+      }),
+      { stateDir: false, readStateOnly: true },
+    );
+    const plan = await dry.sync({ dryRun: true }).then((r) => r.rules[0]!).finally(() => dry.close());
     expect(plan.plan!.filter((p) => p.action === 'delete').map((p) => p.destination)).toEqual(['d/mirror/del/app:2']);
     expect((await listTags(destination, 'mirror/del/app')).sort()).toEqual(['1', '2', 'manual']); // dry run wrote nothing
 
