@@ -6,6 +6,7 @@ import { parseConfig } from '../../src/config/load.js';
 import { Engine } from '../../src/engine/engine.js';
 import { swrLoginPassword } from '../../src/providers/swr-signer.js';
 import { startSwrStub, startTcrStub } from '../helpers/cloud-stubs.js';
+import { startHarborStub } from '../helpers/harbor-stub.js';
 import { type TestRegistry, buildImage, buildIndex, getManifest, headBlob, pushImage, startProxy, startRegistry } from '../helpers/index.js';
 
 const TCR_KEYS = { secretId: 'AKIDtest', secretKey: 'tcr-secret-key', region: 'ap-guangzhou', instanceId: 'tcr-abcd1234' };
@@ -172,6 +173,36 @@ describe('SWR destination', () => {
       await api.close();
       await refusing.stop();
       await swr.stop();
+    }
+  });
+});
+
+describe('pull-based: cloud registries as sources', () => {
+  it('copies from TCR (temporary instance token) into a Harbor project it creates', async () => {
+    const stub = await startTcrStub({ ...TCR_KEYS, fixedCredentials: tcrLogin });
+    const tcr = await startRegistry({ auth: 'basic', users: [tcrLogin] });
+    await pushImage(tcr, 'prod/api', '2.0', image);
+    const harborBackend = await startRegistry({ auth: 'none' });
+    const harbor = await startHarborStub({ registryUrl: harborBackend.url, users: { admin: 'Harbor12345' } });
+    const engine = new Engine(
+      parseConfig({
+        registries: {
+          tcr: { url: tcr.url, kind: 'tcr', tcr: { ...TCR_KEYS, apiEndpoint: stub.url } },
+          harbor: { url: harbor.url, kind: 'harbor', username: 'admin', password: 'Harbor12345' },
+        },
+        rules: [{ name: 'back', source: 'tcr', destination: 'harbor', destinationNamespace: 'from-cloud' }],
+      }),
+      { stateDir: false },
+    );
+    try {
+      const report = await engine.sync();
+      expect(report.rules[0]!.artifacts.copied).toBe(1);
+      expect(harbor.projects.get('from-cloud')?.public).toBe(false);
+      expect((await getManifest(harborBackend, 'from-cloud/prod/api', '2.0'))?.digest).toBe(image.digest);
+    } finally {
+      await engine.close();
+      await harbor.close();
+      await Promise.all([tcr.stop(), harborBackend.stop(), stub.close()]);
     }
   });
 });
