@@ -336,7 +336,7 @@ export class Engine {
             prepareDestination: (repo) => destination.prepareDestination(repo),
             platforms: rule.platforms,
             copyReferrers: rule.copyReferrers,
-                ...conversionOptions(destination.config),
+            ...conversionOptions(destination.config),
           });
         }),
       ),
