@@ -371,7 +371,7 @@ export class Engine {
       stats,
       signal: opts.signal,
       prepareDestination: (repo) => destination.prepareDestination(repo),
-                ...conversionOptions(destination.config),
+      ...conversionOptions(destination.config),
     });
     const result = stats.artifacts[0]!;
     return {
