@@ -18,7 +18,7 @@ const authUrl = process.env.FERRY_TEST_REGISTRY_AUTH_URL;
 const username = process.env.FERRY_TEST_REGISTRY_USERNAME ?? 'ferry';
 const password = process.env.FERRY_TEST_REGISTRY_PASSWORD ?? 's3cret';
 
-describe.skipIf(!plainUrl || !authUrl)('docker-compose.test.yml registries', () => {
+describe.runIf(!!plainUrl && !!authUrl)('docker-compose.test.yml registries', () => {
   const run = `run-${randomBytes(4).toString('hex')}`;
   const dir = mkdtempSync(join(tmpdir(), 'ferry-compose-'));
   const plain: RegistryEndpoint = { url: plainUrl! };
