@@ -127,11 +127,13 @@ export class ArtifactCopier {
       await ctx.prepareDestination?.(item.destinationRepository);
       const bytesBefore = ctx.stats.bytes;
       await this.copyContent(ctx, effective, converted);
-      for (const ref of toPush) {
-        await ctx.destination.putManifest(item.destinationRepository, ref, target.bytes, target.mediaType).catch((err: unknown) => {
-          throw withOciHint(err, ctx, target.mediaType);
-        });
-      }
+      await this.pushManifest(ctx, effective, async () => {
+        for (const ref of toPush) {
+          await ctx.destination.putManifest(item.destinationRepository, ref, target.bytes, target.mediaType).catch((err: unknown) => {
+            throw withOciHint(err, ctx, target.mediaType);
+          });
+        }
+      });
       this.journal.recordManifest(ctx.destinationKey, item.destinationRepository, target.digest);
       // Signatures and attestations sign the OCI digest: they cannot follow a converted manifest.
       const referrers = converted ? undefined : await this.hooks.afterPush?.(ctx, target.digest);
@@ -209,11 +211,28 @@ export class ArtifactCopier {
     return toDockerManifestList(parsed, children);
   }
 
+  /**
+   * Pushes a manifest. When the registry answers MANIFEST_BLOB_UNKNOWN for blobs that the journal or
+   * this run recorded as present (deleted or garbage-collected at the destination since), forgets
+   * them, copies them again and pushes once more: a stale journal must not fail an artifact forever.
+   */
+  private async pushManifest(ctx: ArtifactContext, content: ParsedManifest, put: () => Promise<unknown>): Promise<void> {
+    try {
+      await put();
+    } catch (err) {
+      if (!(err instanceof RegistryError && err.code === 'MANIFEST_BLOB_UNKNOWN') || content.kind !== 'manifest') throw err;
+      this.logger?.warn({ rule: ctx.item.rule, repository: ctx.item.destinationRepository }, 'a blob recorded as present is missing at the destination: copying again');
+      for (const d of [content.config, ...content.layers]) this.blobs.forget(ctx.destinationKey, ctx.item.destinationRepository, d.digest);
+      await this.copyContent(ctx, content);
+      await put();
+    }
+  }
+
   private async copyConvertedChild(ctx: ArtifactContext, child: { digest: string; bytes: Buffer; mediaType: string; parsed: ParsedManifest }): Promise<void> {
     const repo = ctx.item.destinationRepository;
     if (await ctx.destination.headManifest(repo, child.digest, true)) return;
     await this.copyContent(ctx, child.parsed);
-    await ctx.destination.putManifest(repo, child.digest, child.bytes, child.mediaType);
+    await this.pushManifest(ctx, child.parsed, () => ctx.destination.putManifest(repo, child.digest, child.bytes, child.mediaType));
     this.journal.recordManifest(ctx.destinationKey, repo, child.digest);
   }
 
@@ -226,7 +245,7 @@ export class ArtifactCopier {
     const manifest = await ctx.source.getManifest(ctx.item.sourceRepository, child.digest);
     const parsed = parseManifest(manifest.bytes, manifest.mediaType || child.mediaType);
     await this.copyContent(ctx, parsed);
-    await ctx.destination.putManifest(repo, child.digest, manifest.bytes, manifest.mediaType || child.mediaType);
+    await this.pushManifest(ctx, parsed, () => ctx.destination.putManifest(repo, child.digest, manifest.bytes, manifest.mediaType || child.mediaType));
     this.journal.recordManifest(ctx.destinationKey, repo, child.digest);
   }
 }

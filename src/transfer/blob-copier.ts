@@ -146,6 +146,12 @@ export class BlobCopier {
     }
   }
 
+  /** Forgets that a blob is in a repository (the registry said otherwise), so the next copy really copies it. */
+  forget(destinationKey: string, repository: string, digest: string): void {
+    this.landed.get(`${destinationKey}|${digest}`)?.delete(repository);
+    this.opts.journal.forgetBlob(destinationKey, repository, digest);
+  }
+
   private async enqueue(job: BlobJob, key: string): Promise<BlobOutcome> {
     // No `signal` option: p-queue would reject at once while the copy runs on. A queued copy checks
     // for stop/abort when its turn comes; a running one sees `signal` itself.

@@ -3,7 +3,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import { Engine } from '../../src/engine/engine.js';
-import { type TestRegistry, buildImage, buildSchema1, getManifest, pushImage, randomBlob, startProxy, startRegistry } from '../helpers/index.js';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type TestRegistry, buildImage, buildSchema1, deleteManifest, getManifest, headBlob, pushImage, randomBlob, rawClient, startProxy, startRegistry } from '../helpers/index.js';
 
 let source: TestRegistry;
 let destination: TestRegistry;
@@ -57,6 +60,30 @@ describe('content', () => {
     } finally {
       await engine.close();
       await proxy.stop();
+    }
+  });
+
+  it('copies again a blob the journal recorded but the destination lost (deleted or garbage-collected)', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'ferry-stale-'));
+    const img = buildImage({ layers: [randomBlob(3000), randomBlob(2000)] });
+    await pushImage(source, 'stale/app', '1', img);
+    const cfg = parseConfig({ registries: { s: { url: source.url }, d: { url: destination.url } }, rules: [{ name: 'r', source: 's', destination: 'd', filters: { repositories: ['stale/**'] } }] });
+    const first = new Engine(cfg, { stateDir });
+    await first.sync().finally(() => first.close());
+    // Someone deletes the image and one of its layers at the destination; the journal still lists them.
+    await deleteManifest(destination, 'stale/app', img.digest);
+    const lost = img.layers[0]!.digest;
+    expect((await rawClient(destination).request('DELETE', `/v2/stale/app/blobs/${lost}`)).status).toBe(202);
+    expect(await headBlob(destination, 'stale/app', lost)).toBe(false);
+
+    const again = new Engine(cfg, { stateDir });
+    try {
+      const report = await again.sync();
+      expect(report.rules[0]!.items.map((i) => [i.status, i.reason])).toEqual([['copied', undefined]]);
+      expect(await headBlob(destination, 'stale/app', lost)).toBe(true);
+      expect((await getManifest(destination, 'stale/app', '1'))?.digest).toBe(img.digest);
+    } finally {
+      await again.close();
     }
   });
 });
