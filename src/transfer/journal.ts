@@ -2,7 +2,7 @@
 // journaled blobs without a request, and mounts from a repository the journal says holds the blob.
 // Stored as append-only JSON lines with fsync after each record, so a SIGKILL loses at most the
 // records being written; a torn last line is ignored on load.
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 
 export interface JournalRecord {
@@ -44,15 +44,44 @@ export class Journal {
 
   private constructor(readonly file: string | undefined) {}
 
-  /** Opens (or creates) the journal in `stateDir`; `undefined` keeps it in memory only. */
-  static open(stateDir: string | undefined): Journal {
+  /** Lines read when the journal was opened (superseded ones included). */
+  private linesRead = 0;
+
+  /**
+   * Opens (or creates) the journal in `stateDir`; `undefined` keeps it in memory only. A journal whose
+   * lines are mostly superseded (re-recorded blobs, finished upload checkpoints) is rewritten with
+   * only its live records first, so it does not grow without bound over months of daemon runs.
+   */
+  static open(stateDir: string | undefined, opts: { compactAfterLines?: number } = {}): Journal {
     if (!stateDir) return new Journal(undefined);
     mkdirSync(stateDir, { recursive: true });
     const file = join(stateDir, 'journal.jsonl');
     const journal = new Journal(file);
     journal.load();
+    journal.compactIfWasteful(opts.compactAfterLines ?? 10_000);
     journal.fd = openSync(file, 'a');
     return journal;
+  }
+
+  private compactIfWasteful(minLines: number): void {
+    const live = this.blobs.size + this.manifests.size + this.uploads.size;
+    if (this.linesRead < minLines || this.linesRead < 2 * live) return;
+    const split = (key: string) => {
+      const [r, p, d] = key.split('|') as [string, string, string];
+      return { r, p, d };
+    };
+    const records: JournalRecord[] = [
+      ...[...this.blobs].map(([k, e]): JournalRecord => ({ t: 'b', ...split(k), ...(e.size !== undefined ? { s: e.size } : {}), at: e.at })),
+      ...[...this.manifests].map(([k, e]): JournalRecord => ({ t: 'm', ...split(k), at: e.at })),
+      ...[...this.uploads].map(([k, u]): JournalRecord => ({ t: 'u', ...split(k), loc: u.location, off: u.offset, at: u.at })),
+    ];
+    // Written beside the journal and renamed over it: a crash leaves the old or the new file, whole.
+    const tmp = `${this.file}.compact`;
+    const fd = openSync(tmp, 'w');
+    writeSync(fd, records.map((r) => `${JSON.stringify(r)}\n`).join(''));
+    fsyncSync(fd);
+    closeSync(fd);
+    renameSync(tmp, this.file!);
   }
 
   private load(): void {
@@ -64,6 +93,7 @@ export class Journal {
     }
     for (const line of text.split('\n')) {
       if (!line) continue;
+      this.linesRead++;
       let rec: JournalRecord;
       try {
         rec = JSON.parse(line) as JournalRecord;
