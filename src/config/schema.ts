@@ -96,14 +96,13 @@ export const filtersSchema = z.strictObject({
 export const flattenLevels = ['none', '1', '2', '3', 'all'] as const;
 
 const flatten = z
-  .union([z.enum(flattenLevels), z.literal(1), z.literal(2), z.literal(3)])
+  .union([z.enum(flattenLevels), z.literal(1), z.literal(2), z.literal(3)], { error: 'expected one of none | 1 | 2 | 3 | all' })
   .transform((v) => String(v) as (typeof flattenLevels)[number]);
 
-export const triggerSchema = z.union([
-  z.literal('manual'),
-  z.literal('event'),
-  z.strictObject({ schedule: z.string().min(1), timezone: z.string().optional() }),
-]);
+export const triggerSchema = z.union(
+  [z.literal('manual'), z.literal('event'), z.strictObject({ schedule: z.string().min(1), timezone: z.string().optional() })],
+  { error: 'expected manual | event | { schedule: "<cron>", timezone?: "<IANA zone>" }' },
+);
 
 export const ruleSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'expected letters, digits, ".", "_" or "-"'),

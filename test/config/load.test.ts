@@ -72,7 +72,7 @@ describe('config loading', () => {
     expect(byPath['registries.a.kind']).toMatch(/expected one of "harbor" \| "registry" \| "tcr" \| "swr", got "quay"/);
     expect(byPath['transfer.concurrency']).toMatch(/expected number, got "many"/);
     expect(byPath['transfer.bandwidth']).toMatch(/expected a bandwidth/);
-    expect(byPath['rules[0].flatten']).toBeDefined();
+    expect(byPath['rules[0].flatten']).toBe('expected one of none | 1 | 2 | 3 | all, got 7');
   });
 
   it('reports rules that name an undefined registry, and duplicate rule names', () => {
