@@ -3,27 +3,20 @@
 import { z } from 'zod';
 import { parseBandwidth, parseSize } from './units.js';
 
-const bandwidth = z
-  .union([z.string(), z.number()])
-  .transform((v, ctx) => {
-    const parsed = parseBandwidth(v);
+/** A string or number read by a units parser (units.ts); `expected` describes the accepted forms. */
+function unitValue(parse: (v: string | number) => number | null, expected: string) {
+  return z.union([z.string(), z.number()]).transform((v, ctx) => {
+    const parsed = parse(v);
     if (parsed === null) {
-      ctx.addIssue({ code: 'custom', message: `expected a bandwidth such as 200Mbps, 25MB/s or 512KiB/s (0 = unlimited), got ${JSON.stringify(v)}` });
+      ctx.addIssue({ code: 'custom', message: `expected ${expected}, got ${JSON.stringify(v)}` });
       return z.NEVER;
     }
     return parsed;
   });
+}
 
-const size = z
-  .union([z.string(), z.number()])
-  .transform((v, ctx) => {
-    const parsed = parseSize(v);
-    if (parsed === null) {
-      ctx.addIssue({ code: 'custom', message: `expected a size such as 16MiB, 512KB or a number of bytes, got ${JSON.stringify(v)}` });
-      return z.NEVER;
-    }
-    return parsed;
-  });
+const bandwidth = unitValue(parseBandwidth, 'a bandwidth such as 200Mbps, 25MB/s or 512KiB/s (0 = unlimited)');
+const size = unitValue(parseSize, 'a size such as 16MiB, 512KB or a number of bytes');
 
 const url = z.string().refine((v) => /^https?:\/\/[^/\s]+/i.test(v), {
   message: 'expected an absolute URL with scheme, e.g. https://harbor.example.com (http:// only when meant)',
