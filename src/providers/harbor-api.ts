@@ -22,7 +22,7 @@ import { request, type Dispatcher } from 'undici';
 import type { ArtifactKind } from '../config/schema.js';
 import type { SourceArtifact } from '../plan/types.js';
 import { AuthError, RegistryError, UnreachableError, parseErrorBody } from '../registry/errors.js';
-import { USER_AGENT, backoffMs, isNetworkError, parseRetryAfter } from '../registry/http.js';
+import { USER_AGENT, backoffMs, isNetworkError, parseRetryAfter, readBytes } from '../registry/http.js';
 
 export interface HarborApiOptions {
   /** Harbor's base URL, e.g. https://harbor.example.com (a path prefix is kept). */
@@ -405,7 +405,11 @@ export class HarborApi {
         });
         let text = '';
         if (method === 'HEAD' || o.discard) await res.body.dump().catch(() => undefined);
-        else text = await readBounded(res.body, this.registry);
+        else {
+          const bytes = await readBytes(res, MAX_BODY);
+          if (!bytes) throw new RegistryError(`Harbor API answer larger than ${MAX_BODY} bytes`, { registry: this.registry });
+          text = bytes.toString('utf8');
+        }
         answer = { status: res.statusCode, headers: res.headers, text, url };
       } catch (err) {
         if (o.signal?.aborted || err instanceof RegistryError) throw err;
@@ -426,17 +430,3 @@ export class HarborApi {
   }
 }
 
-async function readBounded(body: AsyncIterable<unknown> & { destroy(): void }, registry: string): Promise<string> {
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of body) {
-    const b = chunk as Buffer;
-    total += b.length;
-    if (total > MAX_BODY) {
-      body.destroy();
-      throw new RegistryError(`Harbor API answer larger than ${MAX_BODY} bytes`, { registry });
-    }
-    chunks.push(b);
-  }
-  return Buffer.concat(chunks).toString('utf8');
-}
