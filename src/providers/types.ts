@@ -14,6 +14,21 @@ export interface ListOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * One tag of a repository with the digest it points at, as a product's bulk listing gives it (Harbor's
+ * API v2.0 artifacts, TCR's DescribeImages, SWR's tag listing). A rerun compares these digests instead
+ * of a manifest HEAD per tag.
+ */
+export interface TagInventoryEntry {
+  tag: string;
+  /** Digest of the manifest (or index) the tag points at. */
+  digest: string;
+  mediaType?: string;
+  /** When the artifact was pushed to this registry (ISO 8601), when the product says. */
+  pushedAt?: string;
+  size?: number;
+}
+
 export interface CapabilityReport {
   registry: string;
   kind: RegistryConfig['kind'];
@@ -53,6 +68,13 @@ export interface Provider {
    * opens (and cancels) upload sessions there to test push, chunked uploads and mounts.
    */
   check(options?: { probeRepository?: string | undefined }): Promise<CapabilityReport>;
+
+  /**
+   * Every tag of one repository with its digest, from the product's bulk listing, in a few requests
+   * (source or destination side). Undefined when the product has no such listing: the engine then
+   * HEADs per tag. A repository that does not exist yields nothing.
+   */
+  listTagInventory?(repository: string, opts?: { signal?: AbortSignal }): AsyncIterable<TagInventoryEntry>;
 
   /** Releases pools and timers. */
   close(): Promise<void>;
