@@ -8,7 +8,8 @@ import type { Metrics } from './metrics.js';
 import type { Readiness } from './readiness.js';
 import type { LiveRun, Runner, TriggerResult } from './runner.js';
 import type { Scheduler } from './scheduler.js';
-import { HttpError, type Route, readJson, sendJson, sendText } from './server.js';
+import type { IncomingMessage } from 'node:http';
+import { HttpError, type Route, checkAccess, readJson, sendJson, sendText } from './server.js';
 
 /** What the routes need from the daemon. */
 export interface DaemonView {
@@ -92,6 +93,16 @@ export function statusView(d: DaemonView, recentCount = 20): StatusView {
   };
 }
 
+/** Whether the request would pass the API's token check (without answering it). */
+function mayReadApi(req: IncomingMessage, token: string | undefined): boolean {
+  try {
+    checkAccess(req, 'token', token);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function executionId(raw: string): number {
   if (!/^\d{1,15}$/.test(raw)) throw new HttpError(404, `no execution ${raw}`);
   return Number(raw);
@@ -109,9 +120,11 @@ export function apiRoutes(d: DaemonView): Route[] {
       method: 'GET',
       path: /^\/readyz$/,
       access: 'open',
-      handler: async ({ res }) => {
+      handler: async ({ req, res }) => {
         const report = await d.readiness.get();
-        sendJson(res, report.ready ? 200 : 503, report);
+        // Registry errors name internal hosts and TLS/DNS details: only callers the API admits see them.
+        const detailed = mayReadApi(req, d.config().daemon?.token);
+        sendJson(res, report.ready ? 200 : 503, detailed ? report : { ready: report.ready, checkedAt: report.checkedAt });
       },
     },
     {

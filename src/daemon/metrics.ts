@@ -5,6 +5,10 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { TransferEvents } from '../transfer/stats.js';
 import type { Execution } from './execution.js';
 
+/** Finished statuses of an execution (the `status` label of runs_total and run_duration). */
+const RUN_STATUSES = ['ok', 'partial', 'failed', 'cancelled', 'interrupted'] as const;
+const DELETION_STATUSES = ['deleted', 'kept', 'absent', 'failed'] as const;
+
 export class Metrics {
   readonly registry = new Registry();
   private readonly bytes: Counter<'rule'>;
@@ -20,6 +24,9 @@ export class Metrics {
   private readonly webhooks: Counter<'type' | 'outcome'>;
   private readonly deletions: Counter<'rule' | 'status'>;
   private readonly reloads: Counter<'result'>;
+  /** Rules whose last-success gauge is set (from the history or by a run of this process). */
+  private readonly successSeen = new Set<string>();
+  private readonly running = new Set<string>();
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -45,13 +52,27 @@ export class Metrics {
     this.reloads = new Counter({ name: 'ferry_config_reloads_total', help: 'Config reloads (SIGHUP) by result', labelNames: ['result'], registers });
   }
 
-  /** Shows every rule's series from the start (at 0), so dashboards and alerts see them before a run. */
-  declareRules(rules: string[]): void {
+  /**
+   * Shows every rule's series from the start (at 0), so dashboards and alerts see them before a run.
+   * `lastSuccess` tells when a rule last ended ok before this process (from the history), so the
+   * gauge survives restarts; a rule that never succeeded shows 0. Values set in this process stay.
+   */
+  declareRules(rules: string[], lastSuccess: (rule: string) => Date | undefined = () => undefined): void {
     for (const rule of rules) {
       this.bytes.inc({ rule }, 0);
       for (const outcome of ['uploaded', 'mounted', 'skipped']) this.blobs.inc({ rule, outcome }, 0);
       for (const status of ['copied', 'present', 'skipped', 'failed']) this.artifacts.inc({ rule, status }, 0);
-      this.runsInProgress.set({ rule }, 0);
+      for (const status of RUN_STATUSES) {
+        this.runs.inc({ rule, status }, 0);
+        this.durations.zero({ rule, status });
+      }
+      for (const status of DELETION_STATUSES) this.deletions.inc({ rule, status }, 0);
+      if (!this.successSeen.has(rule)) {
+        const at = lastSuccess(rule);
+        this.lastSuccess.set({ rule }, at ? Math.floor(at.getTime() / 1000) : 0);
+        this.successSeen.add(rule);
+      }
+      if (!this.running.has(rule)) this.runsInProgress.set({ rule }, 0);
     }
   }
 
@@ -65,13 +86,16 @@ export class Metrics {
   }
 
   runStarted(e: Execution): void {
+    this.running.add(e.rule);
     this.runsInProgress.set({ rule: e.rule }, 1);
   }
 
   runFinished(e: Execution): void {
+    this.running.delete(e.rule);
     this.runsInProgress.set({ rule: e.rule }, 0);
     this.runs.inc({ rule: e.rule, status: e.status });
     if (e.durationMs !== undefined) this.durations.observe({ rule: e.rule, status: e.status }, e.durationMs / 1000);
+    if (e.status === 'ok') this.successSeen.add(e.rule);
     if (e.status === 'ok') this.lastSuccess.set({ rule: e.rule }, Math.floor(Date.parse(e.finishedAt ?? new Date().toISOString()) / 1000));
     for (const d of e.deletions) this.deletions.inc({ rule: e.rule, status: d.status });
   }

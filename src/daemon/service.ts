@@ -210,7 +210,13 @@ export class Daemon implements DaemonView {
 
   private applyConfig(config: FerryConfig): void {
     this.scheduler.update(schedulesOf(config));
-    this.metrics.declareRules(config.rules.map((r) => r.name));
+    // The last success of each rule survives restarts: the history has it (newest first).
+    const lastOk = new Map<string, Date>();
+    for (const e of this.history.list()) if (e.status === 'ok' && e.finishedAt && !lastOk.has(e.rule)) lastOk.set(e.rule, new Date(e.finishedAt));
+    this.metrics.declareRules(
+      config.rules.map((r) => r.name),
+      (rule) => lastOk.get(rule),
+    );
     this.metrics.setBandwidth(this.engines.bandwidth);
     const settings = config.daemon;
     if (!settings?.webhookAuth && config.rules.some((r) => r.enabled && r.trigger === 'event')) {

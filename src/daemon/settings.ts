@@ -43,6 +43,18 @@ export function isLoopback(host: string): boolean {
   return h === 'localhost' || h === '::1' || /^127(?:\.\d{1,3}){3}$/.test(h);
 }
 
+/** Shortest token and webhook secret the daemon accepts: guessable values must not guard copies and deletions. */
+export const MIN_SECRET_LENGTH = 16;
+/** The placeholders of deploy/kubernetes/base/secret.yaml and the docs ("CHANGE-ME", "change-me-…"). */
+const PLACEHOLDER = /change[-_ ]?me/i;
+
+function secretProblems(key: string, value: string | undefined, secret: string | undefined): string[] {
+  if (value === undefined) return [];
+  if (PLACEHOLDER.test(value)) return [`${key}: still the placeholder (${JSON.stringify(value)}); set a random secret, e.g. \`openssl rand -hex 24\``];
+  if ((secret ?? '').trim().length < MIN_SECRET_LENGTH) return [`${key}: use at least ${MIN_SECRET_LENGTH} characters${secret !== value ? ' after the scheme word (e.g. "Bearer <secret>")' : ''}`];
+  return [];
+}
+
 /** The daemon section with defaults (a config without `daemon:` still runs as a daemon). */
 export function daemonSettings(config: FerryConfig): DaemonConfig {
   return config.daemon ?? daemonSchema.parse({});
@@ -63,7 +75,9 @@ export function checkDaemonConfig(config: FerryConfig): { settings: DaemonConfig
   } catch (err) {
     problems.push((err as Error).message);
   }
-  if (settings.token !== undefined && settings.token.length < 16) problems.push('daemon.token: use at least 16 characters');
+  problems.push(...secretProblems('daemon.token', settings.token, settings.token));
+  // Harbor sends the "Auth Header" verbatim; its secret is what follows a scheme word, if any.
+  problems.push(...secretProblems('daemon.webhookAuth', settings.webhookAuth, settings.webhookAuth?.replace(/^(?:bearer|basic|token)\s+/i, '')));
   problems.push(...validateSchedules(config));
   if (problems.length || !listen) throw new DaemonConfigError(`the daemon cannot use this config:\n${problems.map((p) => `  ${p}`).join('\n')}`);
   return { settings, listen };

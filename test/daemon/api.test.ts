@@ -3,9 +3,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { loadConfig, parseConfig } from '../../src/config/load.js';
+import { PreflightError } from '../../src/engine/engine.js';
 import { Daemon } from '../../src/daemon/service.js';
 import { DaemonConfigError, checkDaemonConfig, parseListen } from '../../src/daemon/settings.js';
-import { daemonConfig, eventually, fakeEngines, http } from './fakes.js';
+import { type FakeEngine, daemonConfig, eventually, fakeEngines, http } from './fakes.js';
 
 const TOKEN = 'test-token-0123456789abcdef';
 let daemons: Daemon[] = [];
@@ -46,6 +47,13 @@ describe('access', () => {
     expect(() => new Daemon({ config: daemonConfig([], { listen: '0.0.0.0:8480' }) })).toThrow(DaemonConfigError);
     expect(() => new Daemon({ config: daemonConfig([], { listen: ':8480' }) })).toThrow(/daemon\.listen is :8480, which is reachable from other machines: set daemon\.token/);
     expect(() => new Daemon({ config: daemonConfig([], { listen: '0.0.0.0:0', token: 'short' }) })).toThrow(/at least 16 characters/);
+    expect(() => new Daemon({ config: daemonConfig([], { token: 'CHANGE-ME' }) })).toThrow(/daemon\.token: still the placeholder/);
+    expect(() => new Daemon({ config: daemonConfig([], { token: 'change-me-to-a-long-random-token' }) })).toThrow(/daemon\.token: still the placeholder/);
+    // webhookAuth has a minimum too, counted after the scheme word Harbor's "Auth Header" may carry.
+    expect(() => new Daemon({ config: daemonConfig([], { webhookAuth: 'Bearer abc' }) })).toThrow(/daemon\.webhookAuth: use at least 16 characters after the scheme word/);
+    expect(() => new Daemon({ config: daemonConfig([], { webhookAuth: 'short-secret' }) })).toThrow(/daemon\.webhookAuth: use at least 16 characters$/m);
+    expect(() => new Daemon({ config: daemonConfig([], { webhookAuth: 'Bearer change-me-webhook-secret' }) })).toThrow(/daemon\.webhookAuth: still the placeholder/);
+    expect(() => checkDaemonConfig(daemonConfig([], { webhookAuth: 'Bearer 0123456789abcdef' }))).not.toThrow();
     const ok = new Daemon({ config: daemonConfig([], { listen: '0.0.0.0:0', token: TOKEN }) });
     expect(ok).toBeInstanceOf(Daemon);
     void ok.stop(0);
@@ -177,6 +185,54 @@ describe('endpoints', () => {
     expect(ready.status).toBe(200);
     expect(ready.json()).toMatchObject({ ready: true, registries: { src: 'ok', dst: 'ok' } });
     expect(fakes.current()).toBeDefined();
+  });
+
+  it('exports every rule\'s series from 0 and restores last_success from the history after a restart', async () => {
+    const { daemon, fakes } = await start({}, [{ name: 'r' }, { name: 'never' }]);
+    const first = (await daemon.metrics.render()).body;
+    for (const rule of ['r', 'never']) {
+      for (const status of ['ok', 'partial', 'failed', 'cancelled', 'interrupted']) {
+        expect(first).toMatch(new RegExp(`^ferry_runs_total\\{rule="${rule}",status="${status}"\\} 0$`, 'm'));
+        expect(first).toMatch(new RegExp(`^ferry_run_duration_seconds_count\\{rule="${rule}",status="${status}"\\} 0$`, 'm'));
+      }
+      expect(first).toMatch(new RegExp(`^ferry_last_success_timestamp_seconds\\{rule="${rule}"\\} 0$`, 'm'));
+      expect(first).toMatch(new RegExp(`^ferry_remote_deletions_total\\{rule="${rule}",status="deleted"\\} 0$`, 'm'));
+    }
+    daemon.trigger('r', { type: 'manual', at: new Date().toISOString() }, { full: true, artifacts: [], deletions: [] });
+    (await fakes.current().nextRun(0)).finish();
+    await eventually(() => daemon.runner.running === 0);
+    const ok = daemon.history.list().find((e) => e.rule === 'r')!;
+    expect(ok.status).toBe('ok');
+    const stamp = Math.floor(Date.parse(ok.finishedAt!) / 1000);
+    expect((await daemon.metrics.render()).body).toMatch(new RegExp(`^ferry_last_success_timestamp_seconds\\{rule="r"\\} ${stamp}$`, 'm'));
+    await daemon.stop(0);
+
+    // A new process on the same state directory: the gauge comes back from the history, not 0.
+    const again = new Daemon({ config: daemon.config(), createEngine: fakeEngines().factory });
+    daemons.push(again);
+    await again.start();
+    const text = (await again.metrics.render()).body;
+    expect(text).toMatch(new RegExp(`^ferry_last_success_timestamp_seconds\\{rule="r"\\} ${stamp}$`, 'm'));
+    expect(text).toMatch(/^ferry_last_success_timestamp_seconds\{rule="never"\} 0$/m);
+    expect(text).toMatch(/^ferry_runs_total\{rule="r",status="ok"\} 0$/m);
+  });
+
+  it('tells an unauthenticated /readyz only ready or not, never the registry errors', async () => {
+    const { url, fakes, daemon } = await start({ token: TOKEN });
+    const secretError = 'dial tcp 10.20.30.40:443 (harbor.internal.corp): certificate signed by unknown authority';
+    fakes.current().preflight = (async () => {
+      throw new PreflightError([{ registry: 'src', message: secretError }]);
+    }) as unknown as FakeEngine['preflight'];
+    daemon.readiness.invalidate();
+    const anonymous = await http(url, 'GET', '/readyz', { headers: { host: 'pod.internal' } });
+    expect(anonymous.status).toBe(503);
+    expect(anonymous.json()).toEqual({ ready: false, checkedAt: expect.any(String) });
+    expect(anonymous.text).not.toContain('harbor.internal');
+    const wrong = await http(url, 'GET', '/readyz', { headers: { authorization: 'Bearer wrong-token-0123456789' } });
+    expect(wrong.text).not.toContain('harbor.internal');
+    const authorized = await http(url, 'GET', '/readyz', { headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(authorized.status).toBe(503);
+    expect(authorized.json()).toMatchObject({ ready: false, registries: { src: secretError, dst: 'ok' } });
   });
 
   it('reloads the config, rejecting one it cannot use and keeping the old one', async () => {

@@ -130,8 +130,12 @@ describe('deploy/kubernetes', () => {
 
   it('the ConfigMap config is valid Ferry config with the Secret as environment, and the daemon may listen on 0.0.0.0', () => {
     const doc = parseAllDocuments(configText);
-    const config = parseConfig(doc[0]!.toJS(), 'ferry.yaml', env);
-    expect(config.daemon).toMatchObject({ listen: '0.0.0.0:8480', token: env.FERRY_API_TOKEN });
+    // The Secret's placeholders are refused by the daemon: a forgotten Secret must not go live.
+    const placeholder = parseConfig(doc[0]!.toJS(), 'ferry.yaml', env);
+    expect(() => checkDaemonConfig(placeholder)).toThrow(/daemon\.token: still the placeholder[\s\S]*daemon\.webhookAuth: still the placeholder/);
+    const real = { ...env, FERRY_API_TOKEN: '3f1c0a9e7b5d42c8a61e', WEBHOOK_AUTH: 'Bearer 9d2e4f6a8b0c1d3e5f7a' };
+    const config = parseConfig(doc[0]!.toJS(), 'ferry.yaml', real);
+    expect(config.daemon).toMatchObject({ listen: '0.0.0.0:8480', token: real.FERRY_API_TOKEN, webhookAuth: real.WEBHOOK_AUTH });
     expect(() => checkDaemonConfig(config)).not.toThrow();
     expect(config.transfer.bandwidth).toBe(200e6 / 8); // ${FERRY_BANDWIDTH:-200Mbps}
     // Each ${VAR} the config uses comes from the Secret, or has a default.
