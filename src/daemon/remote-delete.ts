@@ -1,6 +1,8 @@
 // Deletions at the destination for rules with `deleteRemote: true`, when Harbor reports an artifact
-// deleted at the source. The one rule: never delete something Ferry did not put there. A destination
-// manifest is deleted only when
+// deleted at the source. The one rule: never delete something Ferry did not put there, nor anything
+// the source still has. A destination manifest is deleted only when
+//   0. the source confirms the deletion: it answers 404 for the deleted digest (for an event without a
+//      digest, for the tag), so a late or replayed DELETE after a re-push keeps the live replica;
 //   1. the source artifact passes the rule's filters and maps (same plan as a copy) to that destination
 //      repository and tag;
 //   2. the destination tag (or digest, for untagged artifacts) resolves to the deleted artifact's digest,
@@ -32,6 +34,11 @@ export async function deleteAtDestination(
     if (signal?.aborted) break;
     const source = `${rule.source}/${req.repository}${req.tag ? `:${req.tag}` : ''}${req.digest ? `@${req.digest}` : ''}`;
     try {
+      const live = await stillAtSource(engine, rule, req);
+      if (live) {
+        results.push({ source, digest: req.digest, status: 'kept', reason: live });
+        continue;
+      }
       const plan = await engine.plan(rule, { artifacts: () => [{ repository: req.repository, digest: req.digest, tags: req.tag ? [req.tag] : [], ...(req.chart ? { kind: 'chart' as const } : {}) }] });
       if (!plan.items.length) {
         results.push({ source, digest: req.digest, status: 'kept', reason: "not selected by the rule's filters" });
@@ -66,6 +73,21 @@ export async function deleteAtDestination(
     }
   }
   return results;
+}
+
+/**
+ * Why the source contradicts the deletion (it still serves the digest, or the tag), or undefined when it
+ * answers 404. ChartMuseum charts live outside the registry API and are not checked here.
+ */
+async function stillAtSource(engine: EngineLike, rule: RuleConfig, req: DeleteRequest): Promise<string | undefined> {
+  if (req.chart) return undefined;
+  const reference = req.digest ?? req.tag;
+  if (!reference) return undefined;
+  const found = await engine.provider(rule.source).client.headManifest(req.repository, reference);
+  if (!found) return undefined;
+  return req.digest
+    ? `the source still has ${req.repository}@${req.digest} (a late or replayed delete event): not deleting a live replica`
+    : `the source still has ${req.repository}:${req.tag} (now ${found.digest}): not deleting a live replica`;
 }
 
 /**

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import type { FerryConfig } from '../../src/config/schema.js';
 import { Daemon } from '../../src/daemon/service.js';
-import { type TestImage, type TestRegistry, buildImage, getManifest, listTags, pushImage, randomBlob, startRegistry } from '../helpers/index.js';
+import { type TestImage, type TestRegistry, buildImage, deleteManifest, getManifest, listTags, pushImage, randomBlob, startRegistry } from '../helpers/index.js';
 import { eventually, harborPush, http, tempStateDir } from './fakes.js';
 
 const WEBHOOK_AUTH = 'Basic aGFyYm9yOndlYmhvb2stc2VjcmV0';
@@ -131,6 +131,20 @@ describe('Harbor webhooks end to end', () => {
       const p = harborPush(repo, tag, digest, source.host);
       return post({ ...p, type: 'DELETE_ARTIFACT' });
     };
+    const finished = async (id: number) =>
+      eventually(async () => {
+        const e = (await http(url, 'GET', `/api/executions/${id}`)).json();
+        return e.status !== 'running' && e.status !== 'queued' && e;
+      });
+    // A delete event while the source still serves the digest (late, replayed, or re-pushed since): kept.
+    const early = await del('library/app', '1.0', images.v1!.digest);
+    expect(early.status).toBe(202);
+    const kept = await finished(early.json().executions[0].id);
+    expect(kept.deletions).toEqual([expect.objectContaining({ status: 'kept', reason: expect.stringMatching(/the source still has library\/app@sha256:.* not deleting a live replica/) })]);
+    expect((await getManifest(destination, 'mirror/library/app', '1.0'))?.digest).toBe(images.v1!.digest);
+
+    // Deleted at the source (it answers 404 for the digest): deleted at the destination.
+    expect(await deleteManifest(source, 'library/app', images.v1!.digest)).toBe(true);
     const res = await del('library/app', '1.0', images.v1!.digest);
     expect(res.status).toBe(202);
     expect(res.json().executions.map((e: { rule: string }) => e.rule)).toEqual(['on-push']);
@@ -144,6 +158,7 @@ describe('Harbor webhooks end to end', () => {
     expect(exec.status).toBe('ok');
     expect(exec.deletions).toEqual([expect.objectContaining({ status: 'deleted', digest: images.v1!.digest, destination: 'dst/mirror/library/app:1.0' })]);
 
+    expect(await deleteManifest(source, 'library/other', foreign.digest)).toBe(true);
     const foreignDel = await del('library/other', '1', foreign.digest);
     const exec2 = await eventually(async () => {
       const e = (await http(url, 'GET', `/api/executions/${foreignDel.json().executions[0].id}`)).json();
@@ -151,6 +166,9 @@ describe('Harbor webhooks end to end', () => {
     });
     expect(exec2.deletions).toEqual([expect.objectContaining({ status: 'kept', reason: expect.stringMatching(/no record of pushing it/) })]);
     expect((await getManifest(destination, 'mirror/library/other', '1'))?.digest).toBe(foreign.digest);
+    // Back at the source for the tests that follow.
+    await pushImage(source, 'library/app', '1.0', images.v1!);
+    await pushImage(source, 'library/other', '1', foreign);
   });
 
   it('exports metrics of the real transfers', async () => {
