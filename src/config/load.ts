@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
-import { filterErrors } from '../plan/filters.js';
+import { filterErrors } from './filter-syntax.js';
 import { configSchema, type FerryConfig } from './schema.js';
 
 export class ConfigError extends Error {
