@@ -1,25 +1,9 @@
 // What a source listing yields and what the plan hands to the transfer stage.
 import type { ArtifactKind } from '../config/schema.js';
+import type { SourceArtifact } from '../providers/types.js';
 
-/** One artifact as the source lists it. Plain registries know only tags; Harbor knows digests, labels and times. */
-export interface SourceArtifact {
-  /** Full source repository path, e.g. "library/nginx" or "a/b/c/img". */
-  repository: string;
-  /** Manifest digest when the listing knows it (Harbor API); otherwise resolved at transfer time. */
-  digest?: string;
-  /** Tags pointing at this artifact; empty for an untagged artifact. */
-  tags: string[];
-  /** Harbor labels on the artifact. */
-  labels?: string[];
-  /** Known from the listing (Harbor's artifact type), else decided from the manifest at transfer time. */
-  kind?: ArtifactKind;
-  /** Push time per tag (Harbor tag push_time), used by `filters.latest`. */
-  tagPushedAt?: Record<string, Date>;
-  /** Push time of the artifact itself (Harbor push_time). */
-  pushedAt?: Date;
-  /** Set for charts that live in a ChartMuseum repository rather than the OCI registry. */
-  chartMuseum?: { project: string; name: string; version: string; url?: string; provUrl?: string };
-}
+// What a source listing yields is the providers' (they produce it); re-exported for the plan's users.
+export type { SourceArtifact } from '../providers/types.js';
 
 /** One planned copy: a source artifact and where it goes. */
 export interface WorkItem {

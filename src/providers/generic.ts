@@ -1,12 +1,11 @@
 // A plain OCI Distribution registry (distribution, Zot, Nexus, GitLab, ...): listing through
 // /v2/_catalog and tags/list, no namespace management. The other providers extend this one.
 import type { RegistryConfig } from '../config/schema.js';
-import type { SourceArtifact } from '../plan/types.js';
 import type { RegistryClient } from '../registry/client.js';
 import { AuthError, RegistryError, UnreachableError } from '../registry/errors.js';
 import { isValidRepositoryName } from '../registry/media-types.js';
 import { cancelUpload, patchChunk, startUpload } from '../registry/upload.js';
-import type { CapabilityReport, ListOptions, Provider } from './types.js';
+import type { CapabilityReport, ListOptions, Provider, SourceArtifact } from './types.js';
 
 export class GenericProvider implements Provider {
   constructor(

@@ -20,7 +20,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request, type Dispatcher } from 'undici';
 import type { ArtifactKind } from '../config/schema.js';
-import type { SourceArtifact } from '../plan/types.js';
+import type { SourceArtifact } from './types.js';
 import { AuthError, RegistryError, UnreachableError, parseErrorBody } from '../registry/errors.js';
 import { USER_AGENT, backoffMs, isNetworkError, parseRetryAfter, readBytes } from '../registry/http.js';
 

@@ -3,14 +3,13 @@
 // created when missing, and the catalog as a fallback where the API is absent. Content always moves
 // over /v2/ with the generic client.
 import type { RegistryConfig } from '../config/schema.js';
-import type { SourceArtifact } from '../plan/types.js';
 import type { RegistryClient } from '../registry/client.js';
 import { RegistryError } from '../registry/errors.js';
 import { OncePerKey } from './cloud-http.js';
 import { GenericProvider, probe } from './generic.js';
 import type { HarborApi } from './harbor-api.js';
 import { validateHarborProject } from './names.js';
-import type { ListOptions } from './types.js';
+import type { ListOptions, SourceArtifact } from './types.js';
 
 export class HarborProvider extends GenericProvider {
   private readonly projects = new OncePerKey<void>();

@@ -1,10 +1,29 @@
 // What differs per registry product. The registry client (src/registry) knows nothing of Harbor, TCR
 // or SWR; a Provider wraps one configured registry and adds the product's listing, login and
 // namespace management on top of it.
-import type { RegistryConfig } from '../config/schema.js';
-import type { SourceArtifact } from '../plan/types.js';
+import type { ArtifactKind, RegistryConfig } from '../config/schema.js';
 import type { RegistryClient } from '../registry/client.js';
 import type { Credentials } from '../registry/auth.js';
+
+/** One artifact as the source lists it. Plain registries know only tags; Harbor knows digests, labels and times. */
+export interface SourceArtifact {
+  /** Full source repository path, e.g. "library/nginx" or "a/b/c/img". */
+  repository: string;
+  /** Manifest digest when the listing knows it (Harbor API); otherwise resolved at transfer time. */
+  digest?: string;
+  /** Tags pointing at this artifact; empty for an untagged artifact. */
+  tags: string[];
+  /** Harbor labels on the artifact. */
+  labels?: string[];
+  /** Known from the listing (Harbor's artifact type), else decided from the manifest at transfer time. */
+  kind?: ArtifactKind;
+  /** Push time per tag (Harbor tag push_time), used by `filters.latest`. */
+  tagPushedAt?: Record<string, Date>;
+  /** Push time of the artifact itself (Harbor push_time). */
+  pushedAt?: Date;
+  /** Set for charts that live in a ChartMuseum repository rather than the OCI registry. */
+  chartMuseum?: { project: string; name: string; version: string; url?: string; provUrl?: string };
+}
 
 export interface ListOptions {
   /** Only repositories that may pass the rule's repository filters (a hint; the plan filters again). */
