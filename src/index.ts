@@ -4,7 +4,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { type ProgressSnapshot, ProgressTracker } from './cli/progress.js';
-import { RefError, resolveRef, type ImageRef } from './cli/refs.js';
+import { RefError, resolveRef, type ImageRef } from './engine/refs.js';
 import { loadConfig, parseConfig } from './config/load.js';
 import type { FerryConfig, FerryConfigInput, RuleConfig } from './config/schema.js';
 import { parseBandwidth } from './config/units.js';
@@ -37,7 +37,7 @@ export type { ActiveBlob, ProgressSnapshot, RuleProgress } from './cli/progress.
 export { formatProgressLine, renderProgress } from './cli/progress.js';
 export { Engine, PreflightError, UnknownRuleError, type EngineOptions, type SyncOptions } from './engine/engine.js';
 export { type Shard, ShardError, parseShard, shardOf, shardFilter } from './plan/shard.js';
-export { RefError, type ImageRef } from './cli/refs.js';
+export { RefError, type ImageRef } from './engine/refs.js';
 
 // ---- the API
 

@@ -8,7 +8,7 @@ import { type SyncReport, formatTextReport, summarize } from '../engine/report.j
 import { createLogger } from '../log.js';
 import { ShardError, formatShard, resolveShard, shardFilter } from '../plan/shard.js';
 import { ProgressDisplay, progressMode } from './progress.js';
-import { RefError, resolveRef } from './refs.js';
+import { RefError, resolveRef } from '../engine/refs.js';
 import { withGracefulSignals } from './signals.js';
 
 export const ExitCode = { ok: 0, partial: 1, invalid: 2, unreachable: 3, interrupted: 130, terminated: 143 } as const;
