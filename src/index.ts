@@ -3,7 +3,7 @@
 // close() releases its connections and the journal. Documented in docs/api.md ("Programmatic API").
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { type ProgressSnapshot, ProgressTracker } from './cli/progress.js';
+import { type ProgressSnapshot, ProgressTracker } from './engine/progress.js';
 import { RefError, resolveRef, type ImageRef } from './engine/refs.js';
 import { loadConfig, parseConfig } from './config/load.js';
 import type { FerryConfig, FerryConfigInput, RuleConfig } from './config/schema.js';
@@ -33,8 +33,8 @@ export { parseBandwidth, parseSize } from './config/units.js';
 export type { ArtifactCounts, PlannedCopy, RuleReport, SyncReport } from './engine/report.js';
 export { formatTextReport } from './engine/report.js';
 export type { ArtifactResult, ArtifactStatus, BlobCounts, TransferEvents } from './transfer/stats.js';
-export type { ActiveBlob, ProgressSnapshot, RuleProgress } from './cli/progress.js';
-export { formatProgressLine, renderProgress } from './cli/progress.js';
+export type { ActiveBlob, ProgressSnapshot, RuleProgress } from './engine/progress.js';
+export { formatProgressLine, renderProgress } from './engine/progress.js';
 export { Engine, PreflightError, UnknownRuleError, type EngineOptions, type SyncOptions } from './engine/engine.js';
 export { type Shard, ShardError, parseShard, shardOf, shardFilter } from './plan/shard.js';
 export { RefError, type ImageRef } from './engine/refs.js';

@@ -3,17 +3,16 @@
 import { EventEmitter } from 'node:events';
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
+import { ProgressDisplay, progressMode } from '../../src/cli/progress.js';
 import {
   type ProgressSnapshot,
-  ProgressDisplay,
   ProgressTracker,
   estimateEta,
   formatDuration,
   formatProgressLine,
   progressFields,
-  progressMode,
   renderProgress,
-} from '../../src/cli/progress.js';
+} from '../../src/engine/progress.js';
 import type { ArtifactResult, TransferEvents } from '../../src/transfer/stats.js';
 
 const MiB = 1024 * 1024;
