@@ -6,10 +6,11 @@ import type { Logger } from 'pino';
 import { type ProgressSnapshot, ProgressTracker } from './engine/progress.js';
 import { RefError, resolveRef, type ImageRef } from './engine/refs.js';
 import { loadConfig, parseConfig } from './config/load.js';
-import type { FerryConfig, FerryConfigInput, RuleConfig } from './config/schema.js';
+import type { FerryConfig, FerryConfigInput } from './config/schema.js';
 import { parseBandwidth } from './config/units.js';
+import { copyRef } from './engine/copy-ref.js';
 import { Engine } from './engine/engine.js';
-import { type SyncReport, summarize } from './engine/report.js';
+import type { SyncReport } from './engine/report.js';
 import { createLogger, silentLogger } from './log.js';
 import { type Shard, parseShard, shardFilter } from './plan/shard.js';
 import type { ArtifactResult, BlobCounts, TransferEvents } from './transfer/stats.js';
@@ -215,26 +216,10 @@ export function createFerry(config: FerryConfigInput | string, options: FerryOpt
         to.ref.reference = from.ref.reference;
       }
       for (const ref of [from.ref, to.ref]) {
+        // Checked before the run starts (no runStart/runError for a bad argument).
         if (!to.registries[ref.registry]) throw new RefError(`unknown registry "${ref.registry}" (defined: ${Object.keys(parsed.registries).join(', ') || 'none'})`);
       }
-      return run('copy', ['copy'], async () => {
-        // A host that is not in the config: a short-lived engine that knows it, sharing the journal and events.
-        const adHoc = Object.keys(to.registries).length !== Object.keys(parsed.registries).length;
-        const eng = adHoc
-          ? new Engine({ ...parsed, registries: to.registries }, { logger, journal: engine.journal, events: engine.events })
-          : engine;
-        if (adHoc) eng.setBandwidth(engine.processBucket.bytesPerSecond);
-        try {
-          const started = new Date();
-          const rule = { name: 'copy', source: from.ref.registry, destination: to.ref.registry } as RuleConfig;
-          await eng.preflight([rule]);
-          engine.events.emit('planned', 'copy', 1);
-          const report = await eng.copy(from.ref, to.ref, { override: opts.override, signal: opts.signal });
-          return summarize([report], started, false, !!opts.signal?.aborted);
-        } finally {
-          if (adHoc) await eng.close();
-        }
-      });
+      return run('copy', ['copy'], () => copyRef(engine, from.ref, to.ref, { registries: to.registries, override: opts.override, signal: opts.signal }));
     },
 
     setBandwidth(bandwidth, rule) {

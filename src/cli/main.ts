@@ -4,7 +4,8 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { ConfigError, loadConfig, parseConfig } from '../config/load.js';
 import type { FerryConfig } from '../config/schema.js';
 import { Engine, PreflightError, UnknownRuleError } from '../engine/engine.js';
-import { type SyncReport, formatTextReport, summarize } from '../engine/report.js';
+import { copyRef } from '../engine/copy-ref.js';
+import { type SyncReport, formatTextReport } from '../engine/report.js';
 import { createLogger } from '../log.js';
 import { ShardError, formatShard, resolveShard, shardFilter } from '../plan/shard.js';
 import { ProgressDisplay, progressMode } from './progress.js';
@@ -153,11 +154,7 @@ export function buildProgram(run: { code: number }): Command {
       const config = parseConfig({ ...base, registries: to.registries, rules: [] });
       const engine = new Engine(config, { logger, stateDir: false });
       try {
-        const started = new Date();
-        const rules = [{ name: 'copy', source: from.ref.registry, destination: to.ref.registry } as never];
-        await engine.preflight(rules);
-        const rule = await engine.copy(from.ref, to.ref);
-        const report = summarize([rule], started, false);
+        const report = await copyRef(engine, from.ref, to.ref);
         printReport(report, opts.output);
         run.code = exitFor(report);
       } finally {

@@ -1,4 +1,5 @@
 // One execution of one rule, as the API shows it and the history stores it.
+import type { DeleteRequest, DeletionResult } from '../engine/delete-remote.js';
 import type { ArtifactCounts } from '../engine/report.js';
 import type { SourceArtifact } from '../plan/types.js';
 import type { ArtifactResult, BlobCounts } from '../transfer/stats.js';
@@ -13,28 +14,15 @@ export type TriggerInfo =
   | { type: 'event'; at: string; event: string; operator?: string | undefined; repository?: string | undefined }
   | { type: 'resume'; at: string; of: number };
 
-/** An artifact deleted at the source (Harbor DELETE_ARTIFACT / DELETE_CHART) for rules with deleteRemote. */
-export interface DeleteRequest {
-  repository: string;
-  digest?: string | undefined;
-  tag?: string | undefined;
-  /** ChartMuseum chart (older Harbor): the destination holds it as an OCI chart under the version tag. */
-  chart?: boolean | undefined;
-}
+// An artifact deleted at the source (Harbor DELETE_ARTIFACT / DELETE_CHART) for rules with deleteRemote,
+// and what became of it: defined with the deletion logic (engine/delete-remote.ts).
+export type { DeleteRequest, DeletionResult } from '../engine/delete-remote.js';
 
 /** What a run does: the whole rule (`full`), or only some artifacts (webhooks), plus deletions. */
 export interface RunRequest {
   full: boolean;
   artifacts: SourceArtifact[];
   deletions: DeleteRequest[];
-}
-
-export interface DeletionResult {
-  source: string;
-  destination?: string | undefined;
-  digest?: string | undefined;
-  status: 'deleted' | 'kept' | 'absent' | 'failed';
-  reason?: string | undefined;
 }
 
 export interface Execution {

@@ -9,7 +9,7 @@ import type { ArtifactResult, BlobCounts } from '../transfer/stats.js';
 import type { EnginePool } from './engines.js';
 import { type DeleteRequest, type Execution, type RunRequest, type TriggerInfo, emptyExecution } from './execution.js';
 import type { History } from './history.js';
-import { deleteAtDestination } from './remote-delete.js';
+import { deleteAtDestination } from '../engine/delete-remote.js';
 
 /** Why a run was aborted: by the API (cancelled) or by a shutdown (interrupted, resumed on restart). */
 class StopReason extends Error {

@@ -19,9 +19,10 @@ import { Journal } from '../transfer/journal.js';
 import { ReferrersCopier, defaultManifestHooks } from '../transfer/referrers.js';
 import { RuleStats, type TransferEvents } from '../transfer/stats.js';
 import { TokenBucket } from '../transfer/throttle.js';
-import { type RuleReport, type SyncReport, summarize } from './report.js';
+import { type RuleReport, type SyncReport, completePlannedReport, completeRuleReport, startRuleReport, summarize } from './report.js';
 import { inspectPlan } from './plan-details.js';
-import { RuleState, deletionCandidates } from './rule-state.js';
+import { deleteGoneTags, deletionCandidates, recordPushes } from './delete-remote.js';
+import { RuleState } from './rule-state.js';
 
 /** A registry could not be reached or refused the credentials before anything was copied (exit 3). */
 export class PreflightError extends Error {
@@ -120,7 +121,7 @@ export class Engine {
       requestTimeoutMs: config.transfer.requestTimeout * 1000,
     });
     // Default hooks: platform filtering (rule `platforms`) and referrers (rule `copyReferrers`).
-    const referrers = new ReferrersCopier({ copyContent: (ctx, parsed) => this.artifacts.copyContent(ctx, parsed), journal: this.journal, logger: this.logger });
+    const referrers = new ReferrersCopier({ journal: this.journal, logger: this.logger });
     this.artifacts = new ArtifactCopier(this.blobs, this.journal, this.logger, opts.hooks ?? defaultManifestHooks({ referrers, logger: this.logger }));
     this.charts = new ChartMuseumCopier({
       journal: this.journal,
@@ -168,7 +169,7 @@ export class Engine {
   }
 
   /** Pings every registry the rules use; throws PreflightError naming each that failed. */
-  async preflight(rules: RuleConfig[], destinations = true): Promise<void> {
+  async preflight(rules: readonly Pick<RuleConfig, 'source' | 'destination'>[], destinations = true): Promise<void> {
     const names = new Set(rules.flatMap((r) => (destinations ? [r.source, r.destination] : [r.source])));
     const failures: { registry: string; message: string }[] = [];
     await Promise.all(
@@ -223,22 +224,9 @@ export class Engine {
   }
 
   async runRule(rule: RuleConfig, opts: SyncOptions = {}): Promise<RuleReport> {
-    const started = Date.now();
+    const startedMs = Date.now();
     const stats = new RuleStats(rule.name, this.events);
-    const report: RuleReport = {
-      name: rule.name,
-      source: rule.source,
-      destination: rule.destination,
-      status: 'ok',
-      artifacts: { planned: 0, copied: 0, present: 0, skipped: 0, failed: 0 },
-      blobs: stats.blobs,
-      referrers: 0,
-      bytes: 0,
-      durationMs: 0,
-      items: stats.artifacts,
-      problems: [],
-      deleted: [],
-    };
+    const report = startRuleReport(rule, stats);
     try {
       const plan = await this.plan(rule, opts);
       report.problems = plan.problems;
@@ -246,66 +234,28 @@ export class Engine {
       this.events.emit('planned', rule.name, plan.items.length);
       if (opts.dryRun) {
         const inspection = await inspectPlan(plan.items, this.provider(rule.source).client, this.provider(rule.destination).client, rule.override);
-        report.plan = inspection.copies;
-        report.planTotals = { blobs: inspection.blobs, bytes: inspection.bytes };
-        if (rule.deleteRemote) {
-          report.plan.push(...plan.deletions.map((d) => ({ source: `${rule.source}/${d.sourceRepository}:${d.sourceTag}`, destination: `${rule.destination}/${d.repository}:${d.tag}`, tags: [d.tag], action: 'delete' })));
-        }
-        report.status = 'planned';
+        completePlannedReport(report, rule, inspection, rule.deleteRemote ? plan.deletions : []);
       } else {
         await this.execute(rule, plan.items, stats, opts.signal, opts.stop);
-        if (!opts.signal?.aborted && !opts.stop?.aborted) report.deleted = await this.recordAndDelete(rule, plan, stats);
-        report.artifacts.copied = stats.count('copied');
-        report.artifacts.present = stats.count('present');
-        report.artifacts.skipped = stats.count('skipped');
-        report.artifacts.failed = stats.count('failed') + plan.problems.length;
-        report.bytes = stats.bytes;
-        report.referrers = stats.artifacts.reduce((n, a) => n + (a.referrers ?? 0), 0);
-        report.status = opts.signal?.aborted || opts.stop?.aborted ? 'cancelled' : report.artifacts.failed ? 'partial' : 'ok';
+        const cancelled = !!opts.signal?.aborted || !!opts.stop?.aborted;
+        if (!cancelled) report.deleted = await this.recordAndDelete(rule, plan, stats);
+        completeRuleReport(report, stats, { cancelled, startedMs });
       }
     } catch (err) {
       this.logger.error({ rule: rule.name, err: (err as Error).message }, 'rule failed');
       report.status = 'failed';
       report.error = (err as Error).message;
     }
-    report.durationMs = Date.now() - started;
+    report.durationMs = Date.now() - startedMs;
     return report;
   }
 
-  /**
-   * Remembers what the rule pushed per source tag and, with deleteRemote, deletes destination tags whose
-   * source tag is gone — only when the destination still holds exactly what this rule pushed there.
-   */
+  /** Remembers what the rule pushed per source tag, then applies deleteRemote (delete-remote.ts). */
   private async recordAndDelete(rule: RuleConfig, plan: RulePlan, stats: RuleStats): Promise<RuleReport['deleted']> {
     const destination = this.provider(rule.destination);
     const state = this.ruleState.load(rule.name, registryKey(rule.destination, destination.config));
-    for (const result of stats.artifacts) {
-      // Only what this rule pushed itself: a tag found already identical may predate Ferry, and
-      // deleteRemote must never delete what the rule did not put there.
-      if (result.status !== 'copied' || !result.sourceRepository || !result.destinationRepository) continue;
-      const digest = result.destinationDigest ?? result.digest;
-      if (!digest) continue;
-      for (const tag of result.tags) state.entries[`${result.sourceRepository}:${tag}`] = { repository: result.destinationRepository, tag, digest };
-    }
-    const deleted: RuleReport['deleted'] = [];
-    if (rule.deleteRemote && plan.listed) {
-      for (const d of plan.deletions) {
-        const key = `${d.sourceRepository}:${d.sourceTag}`;
-        try {
-          const current = await destination.client.headManifest(d.repository, d.tag, true);
-          if (current && current.digest === d.digest) {
-            await destination.client.deleteManifest(d.repository, d.digest!);
-            deleted.push({ repository: d.repository, tag: d.tag });
-            this.logger.info({ rule: rule.name, repository: d.repository, tag: d.tag, digest: d.digest }, 'deleted: gone from the source');
-          } else if (current) {
-            this.logger.warn({ rule: rule.name, repository: d.repository, tag: d.tag }, 'not deleted: the destination tag changed since Ferry pushed it');
-          }
-          delete state.entries[key];
-        } catch (err) {
-          this.logger.error({ rule: rule.name, repository: d.repository, tag: d.tag, err: (err as Error).message }, 'delete failed');
-        }
-      }
-    }
+    recordPushes(state, stats.artifacts);
+    const deleted = await deleteGoneTags(rule, plan, state, destination, this.logger);
     this.ruleState.save(rule.name, state);
     return deleted;
   }
@@ -343,53 +293,6 @@ export class Engine {
     );
   }
 
-  /** Copies one artifact (`ferry copy`, the programmatic `copy()`): tag or digest, all platforms. */
-  async copy(
-    from: { registry: string; repository: string; reference: string },
-    to: { registry: string; repository: string; reference: string },
-    opts: { override?: boolean; signal?: AbortSignal } = {},
-  ): Promise<RuleReport> {
-    const started = Date.now();
-    const stats = new RuleStats('copy', this.events);
-    const byDigest = to.reference.includes(':');
-    const item: WorkItem = {
-      rule: 'copy',
-      sourceRegistry: from.registry,
-      destinationRegistry: to.registry,
-      sourceRepository: from.repository,
-      destinationRepository: to.repository,
-      sourceReference: from.reference,
-      tags: byDigest ? [] : [to.reference],
-    };
-    const destination = this.provider(to.registry);
-    await this.artifacts.copy({
-      item,
-      source: this.provider(from.registry).client,
-      destination: destination.client,
-      destinationKey: registryKey(to.registry, destination.config),
-      override: opts.override ?? true,
-      stats,
-      signal: opts.signal,
-      prepareDestination: (repo) => destination.prepareDestination(repo),
-      ...conversionOptions(destination.config),
-    });
-    const result = stats.artifacts[0]!;
-    return {
-      name: 'copy',
-      source: from.registry,
-      destination: to.registry,
-      status: result.status === 'failed' ? 'partial' : 'ok',
-      artifacts: { planned: 1, copied: stats.count('copied'), present: stats.count('present'), skipped: stats.count('skipped'), failed: stats.count('failed') },
-      blobs: stats.blobs,
-      referrers: result.referrers ?? 0,
-      bytes: stats.bytes,
-      durationMs: Date.now() - started,
-      items: stats.artifacts,
-      problems: [],
-      deleted: [],
-    };
-  }
-
   /** Every rule gets a bucket (rate 0 = no rule cap), so setRuleBandwidth reaches transfers already running. */
   private ruleBucket(rule: RuleConfig): TokenBucket {
     let bucket = this.ruleBuckets.get(rule.name);
@@ -405,7 +308,7 @@ export class Engine {
 }
 
 /** swr.convertToDocker, and the hint for SWR refusing OCI manifests when it is off. */
-function conversionOptions(config: RegistryConfig): { convertToDocker: boolean; ociRejectedHint?: string } {
+export function conversionOptions(config: RegistryConfig): { convertToDocker: boolean; ociRejectedHint?: string } {
   if (config.kind !== 'swr') return { convertToDocker: false };
   if (config.swr?.convertToDocker) return { convertToDocker: true };
   return { convertToDocker: false, ociRejectedHint: 'SWR may refuse OCI-format manifests: set swr.convertToDocker: true on this registry to convert them to Docker schema 2 (digests change)' };

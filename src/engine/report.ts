@@ -1,7 +1,9 @@
-// The sync report: one JSON document for `--output json`, a table-like text for humans.
+// The sync report: one JSON document for `--output json`, a table-like text for humans. This module
+// owns its assembly: a rule's report starts with `startRuleReport`, takes its counts from the rule's
+// RuleStats in `completeRuleReport`, and `summarize` adds the rules up.
 import { formatBytes } from '../config/units.js';
 import type { PlanProblem, WorkItem } from '../plan/types.js';
-import type { ArtifactResult, BlobCounts } from '../transfer/stats.js';
+import type { ArtifactResult, BlobCounts, RuleStats } from '../transfer/stats.js';
 
 export interface ArtifactCounts {
   planned: number;
@@ -53,6 +55,56 @@ export interface SyncReport {
   status: 'ok' | 'partial' | 'failed' | 'planned' | 'cancelled';
   rules: RuleReport[];
   totals: { artifacts: ArtifactCounts; blobs: BlobCounts; bytes: number; referrers: number };
+}
+
+/** A rule's report before anything ran: status ok, every count 0; `items` and `blobs` are the stats' own. */
+export function startRuleReport(rule: { name: string; source: string; destination: string }, stats: RuleStats): RuleReport {
+  return {
+    name: rule.name,
+    source: rule.source,
+    destination: rule.destination,
+    status: 'ok',
+    artifacts: { planned: 0, copied: 0, present: 0, skipped: 0, failed: 0 },
+    blobs: stats.blobs,
+    referrers: 0,
+    bytes: 0,
+    durationMs: 0,
+    items: stats.artifacts,
+    problems: [],
+    deleted: [],
+  };
+}
+
+/**
+ * Fills a rule's counts from its stats once its copies ended: plan problems count as failed artifacts;
+ * the status is cancelled (stopped or aborted), partial (something failed) or ok.
+ */
+export function completeRuleReport(report: RuleReport, stats: RuleStats, opts: { cancelled: boolean; startedMs: number }): RuleReport {
+  report.artifacts.copied = stats.count('copied');
+  report.artifacts.present = stats.count('present');
+  report.artifacts.skipped = stats.count('skipped');
+  report.artifacts.failed = stats.count('failed') + report.problems.length;
+  report.bytes = stats.bytes;
+  report.referrers = stats.artifacts.reduce((n, a) => n + (a.referrers ?? 0), 0);
+  report.status = opts.cancelled ? 'cancelled' : report.artifacts.failed ? 'partial' : 'ok';
+  report.durationMs = Date.now() - opts.startedMs;
+  return report;
+}
+
+/** A dry run's rule report: the inspected copies, their totals, and the deleteRemote deletions a sync would make. */
+export function completePlannedReport(
+  report: RuleReport,
+  rule: { source: string; destination: string },
+  inspection: { copies: PlannedCopy[]; blobs: number; bytes: number },
+  deletions: readonly { repository: string; tag: string; sourceRepository?: string | undefined; sourceTag?: string | undefined }[],
+): RuleReport {
+  report.plan = inspection.copies;
+  report.planTotals = { blobs: inspection.blobs, bytes: inspection.bytes };
+  for (const d of deletions) {
+    report.plan.push({ source: `${rule.source}/${d.sourceRepository}:${d.sourceTag}`, destination: `${rule.destination}/${d.repository}:${d.tag}`, tags: [d.tag], action: 'delete' });
+  }
+  report.status = 'planned';
+  return report;
 }
 
 export function plannedCopy(item: WorkItem): PlannedCopy {

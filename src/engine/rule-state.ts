@@ -1,6 +1,5 @@
-// What each rule put at its destination, per source tag: the memory behind `deleteRemote`. A tag is
-// deleted at the destination only when this rule pushed it, it is gone from a complete source listing,
-// and the destination tag still points at the digest the rule pushed.
+// What each rule put at its destination, per source tag: the memory behind `deleteRemote` (the storage
+// only; what gets deleted, and when, is decided in delete-remote.ts).
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -12,7 +11,7 @@ export interface PushedTag {
   digest: string;
 }
 
-interface RuleStateFile {
+export interface RuleStateFile {
   version: 1;
   destination: string;
   /** "<source repository>:<tag>" → what was pushed for it */
@@ -55,40 +54,4 @@ export class RuleState {
     writeFileSync(tmp, JSON.stringify(state));
     renameSync(tmp, this.file(rule)); // atomic: a crash leaves the old or the new state, never half
   }
-}
-
-export interface DeletionCandidate extends PushedTag {
-  sourceRepository: string;
-  sourceTag: string;
-}
-
-/**
- * Tags this rule pushed whose source tag is gone from a complete listing. `inScope` limits the check to
- * repositories the current run listed (filters, shards): nothing outside it is judged gone.
- */
-export function deletionCandidates(
-  state: RuleStateFile,
-  seen: Set<string>,
-  inScope: (sourceRepository: string) => boolean,
-): { delete: DeletionCandidate[]; keep: { candidate: DeletionCandidate; reason: string }[] } {
-  const gone: DeletionCandidate[] = [];
-  const alive = new Map<string, string>(); // "<dst repo>@<digest>" → a source tag still referencing it
-  for (const [key, pushed] of Object.entries(state.entries)) {
-    const i = key.lastIndexOf(':');
-    const sourceRepository = key.slice(0, i);
-    const sourceTag = key.slice(i + 1);
-    if (!inScope(sourceRepository) || seen.has(key)) {
-      alive.set(`${pushed.repository}@${pushed.digest}`, key);
-      continue;
-    }
-    gone.push({ ...pushed, sourceRepository, sourceTag });
-  }
-  const result = { delete: [] as DeletionCandidate[], keep: [] as { candidate: DeletionCandidate; reason: string }[] };
-  for (const c of gone) {
-    // Registries delete manifests, not tags: deleting this digest would take every tag pointing at it.
-    const other = alive.get(`${c.repository}@${c.digest}`);
-    if (other) result.keep.push({ candidate: c, reason: `the same manifest is still published for ${other}` });
-    else result.delete.push(c);
-  }
-  return result;
 }

@@ -56,11 +56,19 @@ export interface ManifestHooks {
    * artifact out (reported skipped with that reason), e.g. an index with none of the rule's platforms.
    */
   rewrite?: (ctx: ArtifactContext, manifest: { bytes: Buffer; mediaType: string; parsed: ParsedManifest }) => Promise<{ bytes: Buffer; mediaType: string } | { skip: string } | undefined>;
-  /** Copies what refers to the artifact (signatures, SBOMs) once it is in place. Returns how many. */
-  afterPush?: (ctx: ArtifactContext, digest: string) => Promise<number>;
+  /**
+   * Copies what refers to the artifact (signatures, SBOMs) once it is in place. Returns how many.
+   * `content` is the calling copier, for what the referrer manifests need at the destination.
+   */
+  afterPush?: (ctx: ArtifactContext, digest: string, content: ContentCopier) => Promise<number>;
 }
 
-export class ArtifactCopier {
+/** Copies what a manifest needs at the destination (blobs, or an index's children), not the manifest itself. */
+export interface ContentCopier {
+  copyContent(ctx: ArtifactContext, parsed: ParsedManifest): Promise<void>;
+}
+
+export class ArtifactCopier implements ContentCopier {
   constructor(
     private readonly blobs: BlobCopier,
     private readonly journal: Journal,
@@ -120,7 +128,7 @@ export class ArtifactCopier {
         if (kept.length) {
           return this.finish(ctx, { ...result, status: 'skipped', reason: `tag${kept.length > 1 ? 's' : ''} ${kept.join(', ')} already at the destination with other content (override: false)` });
         }
-        const referrers = await this.hooks.afterPush?.(ctx, target.digest);
+        const referrers = await this.hooks.afterPush?.(ctx, target.digest, this);
         return this.finish(ctx, { ...result, status: 'present', referrers });
       }
 
@@ -136,7 +144,7 @@ export class ArtifactCopier {
       });
       this.journal.recordManifest(ctx.destinationKey, item.destinationRepository, target.digest);
       // Signatures and attestations sign the OCI digest: they cannot follow a converted manifest.
-      const referrers = converted ? undefined : await this.hooks.afterPush?.(ctx, target.digest);
+      const referrers = converted ? undefined : await this.hooks.afterPush?.(ctx, target.digest, this);
       if (converted) this.logger?.warn({ rule: item.rule, source, destinationDigest: target.digest }, 'converted to Docker schema 2: signatures and referrers not copied');
       return this.finish(ctx, {
         ...result,

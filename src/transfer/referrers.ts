@@ -23,7 +23,7 @@ import type { Logger } from 'pino';
 import type { RegistryClient } from '../registry/client.js';
 import { NotFoundError } from '../registry/errors.js';
 import { type Descriptor, MediaTypes, type ParsedManifest, parseManifest, sha256Digest } from '../registry/media-types.js';
-import type { ArtifactContext, ManifestHooks } from './artifact-copier.js';
+import type { ArtifactContext, ContentCopier, ManifestHooks } from './artifact-copier.js';
 import type { Journal } from './journal.js';
 import { filterIndex, parsePlatformPattern } from './platforms.js';
 import type { RuleStats } from './stats.js';
@@ -35,8 +35,6 @@ export const COSIGN_SUFFIXES = ['sig', 'att', 'sbom'] as const;
 export const REFERRER_TAG = /^sha256-[0-9a-f]{64}(?:\.(?:sig|att|sbom))?$/;
 
 export interface ReferrersCopierOptions {
-  /** Copies what a manifest needs at the destination (blobs, or an index's children): ArtifactCopier.copyContent. */
-  copyContent: (ctx: ArtifactContext, parsed: ParsedManifest) => Promise<void>;
   journal?: Journal | undefined;
   logger?: Logger | undefined;
   /** How deep referrers of referrers are followed (default 8). */
@@ -91,9 +89,10 @@ export class ReferrersCopier {
    * Copies the referrers of `digest` (and of `children`, an index's copied children) from the source
    * repository to the destination repository, recursively. Every referrer is tried; if any fails,
    * throws a ReferrersError naming how many and the first reason (the artifact is then reported
-   * failed, and the next run tries again). Returns how many referrer manifests were pushed.
+   * failed, and the next run tries again). Returns how many referrer manifests were pushed. `content`
+   * copies what each referrer manifest needs first (its blobs): the artifact copier that calls this.
    */
-  async copy(ctx: ArtifactContext, digest: string, children: Descriptor[] = []): Promise<number> {
+  async copy(ctx: ArtifactContext, digest: string, children: Descriptor[], content: ContentCopier): Promise<number> {
     const key = `${ctx.destinationKey}|${ctx.item.destinationRepository}|${digest}`;
     const running = this.inflight.get(key);
     if (running) {
@@ -101,7 +100,7 @@ export class ReferrersCopier {
       await running.catch(() => undefined);
       return 0;
     }
-    const work = this.copyAll(ctx, digest, children);
+    const work = this.copyAll(ctx, digest, children, content);
     this.inflight.set(key, work);
     try {
       return await work;
@@ -115,18 +114,18 @@ export class ReferrersCopier {
     return (await this.discover(ctx, digest)).length > 0;
   }
 
-  private async copyAll(ctx: ArtifactContext, digest: string, children: Descriptor[]): Promise<number> {
+  private async copyAll(ctx: ArtifactContext, digest: string, children: Descriptor[], content: ContentCopier): Promise<number> {
     const visited = new Set<string>();
     const errors: Error[] = [];
-    let count = await this.copyTree(ctx, digest, 0, visited, errors);
-    for (const child of children) count += await this.copyTree(ctx, child.digest, 0, visited, errors);
+    let count = await this.copyTree(ctx, content, digest, 0, visited, errors);
+    for (const child of children) count += await this.copyTree(ctx, content, child.digest, 0, visited, errors);
     if (errors.length) {
       throw new ReferrersError(`${errors.length} referrer(s) (signatures, attestations, SBOMs) could not be copied: ${errors[0]!.message}`, { cause: errors[0] });
     }
     return count;
   }
 
-  private async copyTree(ctx: ArtifactContext, subject: string, depth: number, visited: Set<string>, errors: Error[]): Promise<number> {
+  private async copyTree(ctx: ArtifactContext, content: ContentCopier, subject: string, depth: number, visited: Set<string>, errors: Error[]): Promise<number> {
     if (visited.has(subject)) return 0;
     visited.add(subject);
     if (depth >= this.maxDepth) {
@@ -143,10 +142,10 @@ export class ReferrersCopier {
     let count = 0;
     for (const f of found) {
       try {
-        const copied = f.kind === 'tag' ? await this.copyTagged(ctx, f.tag) : await this.copyReferrer(ctx, subject, f.descriptor);
+        const copied = f.kind === 'tag' ? await this.copyTagged(ctx, content, f.tag) : await this.copyReferrer(ctx, content, subject, f.descriptor);
         if (!copied) continue;
         if (copied.pushed) count++;
-        count += await this.copyTree(ctx, copied.digest, depth + 1, visited, errors);
+        count += await this.copyTree(ctx, content, copied.digest, depth + 1, visited, errors);
       } catch (err) {
         const what = f.kind === 'tag' ? `tag ${f.tag}` : `referrer ${f.descriptor.digest}`;
         this.opts.logger?.warn({ rule: ctx.item.rule, repository: ctx.item.sourceRepository, subject, err: (err as Error).message }, `${what} not copied`);
@@ -194,7 +193,7 @@ export class ReferrersCopier {
   }
 
   /** A cosign tag: the same tag at the destination, content first. */
-  private async copyTagged(ctx: ArtifactContext, tag: string): Promise<{ digest: string; pushed: boolean } | undefined> {
+  private async copyTagged(ctx: ArtifactContext, content: ContentCopier, tag: string): Promise<{ digest: string; pushed: boolean } | undefined> {
     const repo = ctx.item.destinationRepository;
     const m = await ctx.source.getManifest(ctx.item.sourceRepository, tag);
     const existing = await ctx.destination.headManifest(repo, tag, true);
@@ -204,7 +203,7 @@ export class ReferrersCopier {
       return undefined;
     }
     const parsed = parseManifest(m.bytes, m.mediaType);
-    await this.opts.copyContent(ctx, parsed);
+    await content.copyContent(ctx, parsed);
     const put = await ctx.destination.putManifest(repo, tag, m.bytes, m.mediaType);
     this.opts.journal?.recordManifest(ctx.destinationKey, repo, m.digest);
     // A tagged manifest may carry a subject too (cosign in OCI 1.1 mode): keep it discoverable.
@@ -213,7 +212,7 @@ export class ReferrersCopier {
   }
 
   /** An OCI referrer: by digest at the destination, and listed in the fallback tag where the destination needs it. */
-  private async copyReferrer(ctx: ArtifactContext, subject: string, listed: Descriptor): Promise<{ digest: string; pushed: boolean } | undefined> {
+  private async copyReferrer(ctx: ArtifactContext, content: ContentCopier, subject: string, listed: Descriptor): Promise<{ digest: string; pushed: boolean } | undefined> {
     const repo = ctx.item.destinationRepository;
     const run = this.run(ctx);
     const present = await ctx.destination.headManifest(repo, listed.digest, true);
@@ -230,7 +229,7 @@ export class ReferrersCopier {
       return undefined;
     }
     const mediaType = m.mediaType || listed.mediaType;
-    await this.opts.copyContent(ctx, parsed);
+    await content.copyContent(ctx, parsed);
     const put = await ctx.destination.putManifest(repo, listed.digest, m.bytes, mediaType);
     this.opts.journal?.recordManifest(ctx.destinationKey, repo, listed.digest);
     run.destinationApi.set(ctx.destinationKey, !!put.ociSubject);
@@ -368,7 +367,7 @@ export function defaultManifestHooks(opts: DefaultHooksOptions): ManifestHooks {
       return { bytes: result.bytes, mediaType: result.mediaType };
     },
 
-    async afterPush(ctx, digest) {
+    async afterPush(ctx, digest, content) {
       if (ctx.copyReferrers === false) return 0;
       let known = seen.get(ctx);
       if (!known) {
@@ -377,7 +376,7 @@ export function defaultManifestHooks(opts: DefaultHooksOptions): ManifestHooks {
         const parsed = parseManifest(m.bytes, m.mediaType);
         known = { children: parsed.kind === 'index' ? parsed.manifests : [] };
       }
-      const count = await opts.referrers.copy(ctx, digest, known.children);
+      const count = await opts.referrers.copy(ctx, digest, known.children, content);
       if (known.originalDigest && (await opts.referrers.hasReferrers(ctx, known.originalDigest).catch(() => false))) {
         opts.logger?.warn(
           { rule: ctx.item.rule, repository: ctx.item.sourceRepository, sourceDigest: known.originalDigest, destinationDigest: digest },
