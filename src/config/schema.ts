@@ -47,6 +47,10 @@ export const swrSchema = z.strictObject({
   secretKey: z.string().min(1).optional(),
   cloud: z.enum(['huaweicloud', 'otc']).default('huaweicloud'),
   apiEndpoint: url.optional(),
+  /** X-Project-Id of the API calls; default: looked up from IAM (the project named after the region). */
+  projectId: z.string().min(1).optional(),
+  /** IAM endpoint for that look-up (default per cloud and region, see docs/providers.md). */
+  iamEndpoint: url.optional(),
   /** Rewrite OCI manifests and indexes to Docker schema 2 media types (changes digests). */
   convertToDocker: z.boolean().default(false),
 });

@@ -6,7 +6,8 @@ import type { RegistryConfig } from '../config/schema.js';
 import type { RegistryClient } from '../registry/client.js';
 import { GenericProvider, probe } from './generic.js';
 import { validateSwrRepository } from './names.js';
-import type { SwrApi, SwrDockyard } from './swr-api.js';
+import { SwrApi, type SwrDockyard } from './swr-api.js';
+import type { TagInventoryEntry } from './types.js';
 
 /** SWR throttles at 20 push requests/s and 20 concurrent layer pushes per tenant. */
 export const SWR_DEFAULT_LIMITS = { requestsPerSecond: 20, maxConcurrency: 16 } as const;
@@ -19,7 +20,15 @@ export class SwrProvider extends GenericProvider {
     private readonly namespaces: SwrApi | SwrDockyard | undefined,
   ) {
     super(name, config, client);
+    const api = namespaces instanceof SwrApi ? namespaces : undefined;
+    if (api) this.listTagInventory = (repository, opts) => swrInventory(api, repository, opts?.signal);
   }
+
+  /**
+   * The repository's tags with digests from SWR's tag listing (100 a page), when AK/SK are configured;
+   * without them the method is absent and the engine HEADs per tag.
+   */
+  readonly listTagInventory?: (repository: string, opts?: { signal?: AbortSignal }) => AsyncIterable<TagInventoryEntry>;
 
   override validateDestination(repository: string): string | undefined {
     return validateSwrRepository(repository);
@@ -32,5 +41,17 @@ export class SwrProvider extends GenericProvider {
   protected override async probeExtra(): Promise<Record<string, boolean | string>> {
     if (!this.namespaces) return { namespaceManagement: 'no credentials for organization management' };
     return { namespaceManagement: await probe(() => this.namespaces!.describeNamespace('ferry-check')) };
+  }
+}
+
+async function* swrInventory(api: SwrApi, repository: string, signal?: AbortSignal): AsyncIterable<TagInventoryEntry> {
+  for await (const t of api.listRepositoryTags(repository)) {
+    signal?.throwIfAborted();
+    if (!t.Tag || !t.digest) continue;
+    const entry: TagInventoryEntry = { tag: t.Tag, digest: t.digest };
+    const updated = t.updated ? new Date(t.updated) : undefined;
+    if (updated && !Number.isNaN(updated.getTime())) entry.pushedAt = updated.toISOString();
+    if (typeof t.size === 'number') entry.size = t.size;
+    yield entry;
   }
 }

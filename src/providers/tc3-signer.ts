@@ -13,7 +13,8 @@
 import { createHash, createHmac } from 'node:crypto';
 
 export const TC3_ALGORITHM = 'TC3-HMAC-SHA256';
-export const TC3_CONTENT_TYPE = 'application/json; charset=utf-8';
+/** What the official SDKs send and sign for JSON POSTs (tencentcloud-sdk-nodejs common/http/http_connection). */
+export const TC3_CONTENT_TYPE = 'application/json';
 
 export interface Tc3SignInput {
   secretId: string;

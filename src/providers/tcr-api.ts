@@ -1,13 +1,22 @@
-// Tencent Cloud TCR Enterprise management API (tcr.tencentcloudapi.com, version 2019-09-24): namespaces
-// and instance access tokens, signed with TC3-HMAC-SHA256. Requests are POST / with a JSON body; every
+// Tencent Cloud TCR Enterprise management API (tcr.tencentcloudapi.com, version 2019-09-24): namespaces,
+// instance access tokens and the bulk listings, signed with TC3-HMAC-SHA256. Requests are POST / with a
+// JSON body sent as `Content-Type: application/json` (what the official SDKs send and sign); every
 // answer is HTTP 200 with either `Response.Error {Code, Message}` or the result, plus `RequestId`.
 //
-// Facts (Tencent API docs, tencentcloud-sdk-go tcr/v20190924, Harbor's tencentcr adapter):
+// Request and response models as the official SDK defines them (tencentcloud-sdk-nodejs,
+// services/tcr/v20190924/tcr_models.d.ts):
+// - listings page with `Limit` (items per page) and `Offset`, which is a PAGE NUMBER counted from 1
+//   ("limit 20 offset 2 = items 21-40"), not an item offset; every answer carries `TotalCount`;
 // - CreateInstanceToken {RegistryId, TokenType: temp (1 h, default) | longterm, Desc} →
-//   {Username, Token, ExpTime, TokenId?}; ExpTime is a Unix time in milliseconds (Harbor divides by 1e3).
+//   {Username, Token, ExpTime, TokenId?}; ExpTime is "a timestamp without unit": Harbor's tencentcr
+//   adapter divides it by 1e3 (milliseconds), so Ferry decides by magnitude (see expTimeToDate);
 // - DescribeNamespaces {RegistryId, NamespaceName, Limit, Offset} → {NamespaceList[].Name, TotalCount};
-//   the name filter is not an exact match (Harbor compares names itself), so we do too.
-// - CreateNamespace {RegistryId, NamespaceName, IsPublic}; Harbor creates namespaces private.
+//   the name filter is not an exact match (Harbor compares names itself), so we do too;
+// - CreateNamespace {RegistryId, NamespaceName, IsPublic}; Harbor creates namespaces private;
+// - DescribeRepositories {RegistryId, NamespaceName?, Limit <= 100, Offset} → {RepositoryList[]
+//   {Name, Namespace, CreationTime, UpdateTime, …}, TotalCount};
+// - DescribeImages {RegistryId, NamespaceName, RepositoryName, Limit (default 20), Offset} →
+//   {ImageInfoList[] {Digest, Size, ImageVersion (the tag), UpdateTime, Kind}, TotalCount}.
 import type { Credentials, CredentialSource } from '../registry/auth.js';
 import type { RegistryConfig } from '../config/schema.js';
 import { CloudApiError } from './cloud-error.js';
@@ -24,6 +33,7 @@ export const TcrErrorCodes = {
   namespaceQuota: 'LimitExceeded.ErrNamespaceMaxLimit',
   repoQuota: 'LimitExceeded.ErrRepoMaxLimit',
   noNamespace: 'ResourceNotFound.ErrNoNamespace',
+  noRepository: 'ResourceNotFound.ErrNoRepo',
 } as const;
 
 type TcrConfig = NonNullable<RegistryConfig['tcr']>;
@@ -52,6 +62,50 @@ export interface TcrInstanceToken {
 export interface TcrNamespaceInfo {
   Name: string;
   [key: string]: unknown;
+}
+
+/** TcrRepositoryInfo of the SDK (the fields Ferry reads). */
+export interface TcrRepositoryInfo {
+  Name?: string;
+  Namespace?: string;
+  CreationTime?: string;
+  UpdateTime?: string;
+  [key: string]: unknown;
+}
+
+/** TcrImageInfo of the SDK: one tag of a repository. */
+export interface TcrImageInfo {
+  Digest?: string;
+  Size?: number;
+  /** The tag. */
+  ImageVersion?: string;
+  /** "2006-01-02 15:04:05.999999999 -0700 MST" or ISO 8601. */
+  UpdateTime?: string;
+  Kind?: string;
+  [key: string]: unknown;
+}
+
+/** Page size of DescribeRepositories and DescribeImages: the SDK's documented maximum. */
+export const TCR_PAGE_SIZE = 100;
+
+/**
+ * ExpTime of CreateInstanceToken as a Date. The SDK documents "a timestamp, without unit"; Harbor
+ * reads milliseconds. Decided by magnitude: below 1e11 it is seconds (1e11 s is the year 5138, 1e11 ms
+ * is 1973), else milliseconds.
+ */
+export function expTimeToDate(expTime: number): Date {
+  return new Date(expTime < 1e11 ? expTime * 1000 : expTime);
+}
+
+/** TCR's time strings ("2006-01-02 15:04:05.999999999 -0700 MST", or ISO 8601) as ISO, else undefined. */
+export function tcrTime(s: string | undefined | null): string | undefined {
+  if (!s) return undefined;
+  const m = /^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2})(\.\d+)?\s*(Z|[+-]\d{2}:?\d{2})?/.exec(s.trim());
+  if (!m) return undefined;
+  const frac = m[3] ? m[3].slice(0, 4) : '';
+  const zone = !m[4] || m[4] === 'Z' ? 'Z' : m[4].includes(':') ? m[4] : `${m[4].slice(0, 3)}:${m[4].slice(3)}`;
+  const d = new Date(`${m[1]}T${m[2]}${frac}${zone}`);
+  return Number.isNaN(d.getTime()) ? undefined : d.toISOString();
 }
 
 // Throttling and transient server trouble are worth another attempt (each attempt is re-signed).
@@ -135,29 +189,71 @@ export class TcrApi {
     if (!r.Username || !r.Token || typeof r.ExpTime !== 'number') {
       throw new CloudApiError({ provider: 'tcr', action: 'CreateInstanceToken', code: 'InvalidResponse', apiMessage: 'answer lacks Username, Token or ExpTime' });
     }
-    return { username: r.Username, password: r.Token, expiresAt: new Date(r.ExpTime), tokenId: r.TokenId ?? undefined };
+    return { username: r.Username, password: r.Token, expiresAt: expTimeToDate(r.ExpTime), tokenId: r.TokenId ?? undefined };
   }
 
   /**
-   * Whether the namespace exists in this instance (exact name match). One page of 100 matches is
-   * read: a false "no" (more than 100 fuzzy matches) is harmless, creating then answers
-   * ErrNamespaceExist, which counts as success.
+   * Every item of a paged listing action: Offset is the page number from 1 (the SDK's model), pages
+   * are read until TotalCount items came or a page is short or empty.
+   */
+  async *pages<T>(action: string, params: Record<string, unknown>, listKey: string, limit = TCR_PAGE_SIZE): AsyncIterable<T> {
+    let seen = 0;
+    for (let page = 1; ; page++) {
+      const r = await this.call<Record<string, unknown>>(action, { ...params, Limit: limit, Offset: page });
+      const list = Array.isArray(r[listKey]) ? (r[listKey] as T[]) : [];
+      yield* list;
+      seen += list.length;
+      const total = typeof r.TotalCount === 'number' ? r.TotalCount : undefined;
+      if (list.length === 0 || list.length < limit || (total !== undefined && seen >= total)) return;
+    }
+  }
+
+  /**
+   * Whether the namespace exists in this instance (exact name match among the fuzzy filter's
+   * matches, read page by page).
    */
   async describeNamespace(name: string): Promise<boolean> {
-    let list: TcrNamespaceInfo[];
     try {
-      const r = await this.call<{ NamespaceList?: TcrNamespaceInfo[] | null; TotalCount?: number }>('DescribeNamespaces', {
-        RegistryId: this.instanceId,
-        NamespaceName: name,
-        Limit: 100,
-        Offset: 0,
-      });
-      list = r.NamespaceList ?? [];
+      for await (const ns of this.pages<TcrNamespaceInfo>('DescribeNamespaces', { RegistryId: this.instanceId, NamespaceName: name }, 'NamespaceList')) {
+        if (ns.Name === name) return true;
+      }
     } catch (err) {
       if (err instanceof CloudApiError && err.code === TcrErrorCodes.noNamespace) return false;
       throw err;
     }
-    return list.some((ns) => ns.Name === name);
+    return false;
+  }
+
+  /** Repositories of the instance (or of one namespace) as "namespace/name", 100 a page. */
+  async *listRepositories(namespace?: string): AsyncIterable<string> {
+    const params: Record<string, unknown> = { RegistryId: this.instanceId };
+    if (namespace !== undefined) params.NamespaceName = namespace;
+    try {
+      for await (const r of this.pages<TcrRepositoryInfo>('DescribeRepositories', params, 'RepositoryList')) {
+        if (!r.Name) continue;
+        // Name is the full "namespace/name" path; a bare name is prefixed with its Namespace.
+        yield r.Namespace && !r.Name.startsWith(`${r.Namespace}/`) ? `${r.Namespace}/${r.Name}` : r.Name;
+      }
+    } catch (err) {
+      if (err instanceof CloudApiError && err.code === TcrErrorCodes.noNamespace) return;
+      throw err;
+    }
+  }
+
+  /**
+   * Every tag of one repository ("namespace/name[/more]") with its digest (DescribeImages, 100 a page).
+   * A missing namespace or repository yields nothing.
+   */
+  async *describeImages(repository: string): AsyncIterable<TcrImageInfo> {
+    const slash = repository.indexOf('/');
+    if (slash <= 0) return;
+    const params = { RegistryId: this.instanceId, NamespaceName: repository.slice(0, slash), RepositoryName: repository.slice(slash + 1) };
+    try {
+      yield* this.pages<TcrImageInfo>('DescribeImages', params, 'ImageInfoList');
+    } catch (err) {
+      if (err instanceof CloudApiError && (err.code === TcrErrorCodes.noNamespace || err.code === TcrErrorCodes.noRepository)) return;
+      throw err;
+    }
   }
 
   /** Creates a namespace; an existing one (ErrNamespaceExist) is success. */

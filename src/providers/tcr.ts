@@ -8,7 +8,8 @@ import { cancelUpload, startUpload } from '../registry/upload.js';
 import { OncePerKey } from './cloud-http.js';
 import { GenericProvider, probe } from './generic.js';
 import { validateTcrRepository } from './names.js';
-import type { TcrApi } from './tcr-api.js';
+import { tcrTime, type TcrApi } from './tcr-api.js';
+import type { TagInventoryEntry } from './types.js';
 
 export class TcrProvider extends GenericProvider {
   private readonly checkedNamespaces = new OncePerKey<void>();
@@ -21,6 +22,7 @@ export class TcrProvider extends GenericProvider {
     private readonly api: TcrApi | undefined,
   ) {
     super(name, config, client);
+    if (api) this.listTagInventory = (repository, opts) => tcrInventory(api, repository, opts?.signal);
   }
 
   override validateDestination(repository: string): string | undefined {
@@ -48,8 +50,27 @@ export class TcrProvider extends GenericProvider {
     });
   }
 
+  /**
+   * The repository's tags with digests from DescribeImages (100 a page), when API keys are configured;
+   * without them the method is absent and the engine HEADs per tag. UpdateTime is when the tag was
+   * last pushed to this instance.
+   */
+  readonly listTagInventory?: (repository: string, opts?: { signal?: AbortSignal }) => AsyncIterable<TagInventoryEntry>;
+
   protected override async probeExtra(): Promise<Record<string, boolean | string>> {
     if (!this.api) return { namespaceManagement: 'no API keys: namespaces must exist' };
     return { namespaceManagement: await probe(() => this.api!.describeNamespace('ferry-check')) };
+  }
+}
+
+async function* tcrInventory(api: TcrApi, repository: string, signal?: AbortSignal): AsyncIterable<TagInventoryEntry> {
+  for await (const image of api.describeImages(repository)) {
+    signal?.throwIfAborted();
+    if (!image.ImageVersion || !image.Digest) continue;
+    const entry: TagInventoryEntry = { tag: image.ImageVersion, digest: image.Digest };
+    const pushedAt = tcrTime(image.UpdateTime);
+    if (pushedAt) entry.pushedAt = pushedAt;
+    if (typeof image.Size === 'number') entry.size = image.Size;
+    yield entry;
   }
 }

@@ -22,6 +22,14 @@ export interface StubRequestLog {
   /** Status and vendor error code of the answer. */
   status: number;
   errorCode?: string | undefined;
+  /** Request headers as received (names lower-case). */
+  headers: Record<string, string | undefined>;
+}
+
+function headersOf(req: IncomingMessage): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = {};
+  for (const [k, v] of Object.entries(req.headers)) out[k] = Array.isArray(v) ? v.join(',') : v;
+  return out;
 }
 
 interface Injected {
@@ -80,6 +88,20 @@ export interface TcrStubOptions {
   fixedCredentials?: { username: string; password: string };
   /** Called for every issued token, before the answer is sent (e.g. to add it to an htpasswd registry). */
   onToken?: (username: string, password: string) => void | Promise<void>;
+  /** Unit of CreateInstanceToken's ExpTime (the SDK says "timestamp, no unit"; default ms as Harbor reads it). */
+  expTimeUnit?: 'ms' | 's';
+  /** Tags per repository ("namespace/name") for DescribeRepositories / DescribeImages. */
+  images?: Record<string, TcrStubImage[]>;
+}
+
+/** One tag of a TCR repository, as DescribeImages lists it. */
+export interface TcrStubImage {
+  tag: string;
+  digest: string;
+  size?: number;
+  /** ISO time; answered in Go's time format like the API. */
+  updateTime?: string;
+  kind?: string;
 }
 
 export interface IssuedTcrToken {
@@ -97,6 +119,8 @@ export interface TcrStub {
   /** Namespace name → public. */
   namespaces: Map<string, boolean>;
   tokens: IssuedTcrToken[];
+  /** Repository ("namespace/name") → its tags; change it to change what the listings answer. */
+  images: Map<string, TcrStubImage[]>;
   /** Makes the next `times` calls (of `action`, or any) fail with this code, e.g. RequestLimitExceeded. */
   injectError(code: string, message?: string, opts?: { action?: string; times?: number }): void;
   /** Requests of one action (authorized or not). */
@@ -113,7 +137,20 @@ export async function startTcrStub(opts: TcrStubOptions): Promise<TcrStub> {
   const requests: StubRequestLog[] = [];
   const tokens: IssuedTcrToken[] = [];
   const injected: Injected[] = [];
+  const images = new Map<string, TcrStubImage[]>(Object.entries(opts.images ?? {}));
+  for (const repo of images.keys()) if (!namespaces.has(repo.split('/')[0]!)) namespaces.set(repo.split('/')[0]!, false);
   let userCounter = 0;
+  /** Go's time.Time.String() form, as TCR answers times: "2006-01-02 15:04:05.999999999 +0000 UTC". */
+  const goTime = (iso: string) => `${iso.slice(0, 10)} ${iso.slice(11, 19)}.${iso.slice(20, 23)}000000 +0000 UTC`;
+  /** Listings page like the SDK model says: Limit per page, Offset = page number from 1. */
+  const page = <T>(all: T[], params: Record<string, unknown>, defaultLimit: number, maxLimit: number): T[] | string => {
+    const limit = params.Limit === undefined ? defaultLimit : Number(params.Limit);
+    const offset = params.Offset === undefined ? 1 : Number(params.Offset);
+    if (!Number.isInteger(limit) || limit < 1 || limit > maxLimit) return `Limit must be 1..${maxLimit}`;
+    if (!Number.isInteger(offset) || offset < 0) return 'Offset must be a page number';
+    const p = Math.max(1, offset); // the service reads page 0 as the first page
+    return all.slice((p - 1) * limit, p * limit);
+  };
 
   const send = (res: ServerResponse, log: StubRequestLog, response: Record<string, unknown>) => {
     const requestId = randomUUID();
@@ -166,7 +203,7 @@ export async function startTcrStub(opts: TcrStubOptions): Promise<TcrStub> {
     } catch {
       params = undefined;
     }
-    const log: StubRequestLog = { method: req.method ?? '', path: req.url ?? '', action, params, authorized: false, status: 0 };
+    const log: StubRequestLog = { method: req.method ?? '', path: req.url ?? '', action, params, authorized: false, status: 0, headers: headersOf(req) };
     if (req.method !== 'POST') return send(res, log, fail('InvalidParameter', 'only POST is supported by this stub'));
     const authError = verify(req, body);
     if (authError) return send(res, log, authError);
@@ -187,11 +224,39 @@ export async function startTcrStub(opts: TcrStubOptions): Promise<TcrStub> {
         const filter = typeof params.NamespaceName === 'string' ? params.NamespaceName : '';
         // Not an exact match, like the real API (Harbor compares the names itself).
         const all = [...namespaces].filter(([n]) => n.includes(filter));
-        const offset = Number(params.Offset ?? 0);
-        const limit = Number(params.Limit ?? 20);
-        const page = all.slice(offset * limit, offset * limit + limit);
+        const list = page(all, params, 20, 100);
+        if (typeof list === 'string') return send(res, log, fail('InvalidParameterValue', list));
         return send(res, log, {
-          NamespaceList: page.map(([n, pub], i) => ({ Name: n, Public: pub, NamespaceId: i + 1, CreationTime: new Date(now()).toISOString() })),
+          NamespaceList: list.map(([n, pub]) => ({ Name: n, CreationTime: goTime(new Date(now()).toISOString()), Public: pub, NamespaceId: [...namespaces.keys()].indexOf(n) + 1, Metadata: [], CVEWhitelistItems: [], AutoScan: false, PreventVUL: false, Severity: '' })),
+          TotalCount: all.length,
+        });
+      }
+      case 'DescribeRepositories': {
+        const ns = typeof params.NamespaceName === 'string' && params.NamespaceName !== '' ? params.NamespaceName : undefined;
+        if (ns !== undefined && !namespaces.has(ns)) return send(res, log, fail('ResourceNotFound.ErrNoNamespace', `namespace ${ns} not found`));
+        const all = [...images.keys()].filter((r) => ns === undefined || r.startsWith(`${ns}/`)).sort();
+        const list = page(all, params, 20, 100);
+        if (typeof list === 'string') return send(res, log, fail('InvalidParameterValue', list));
+        return send(res, log, {
+          RepositoryList: list.map((r) => {
+            const times = (images.get(r) ?? []).map((i) => i.updateTime ?? '2024-01-01T00:00:00.000Z').sort();
+            return { Name: r, Namespace: r.split('/')[0], CreationTime: goTime(times[0] ?? '2024-01-01T00:00:00.000Z'), Public: false, Description: '', BriefDescription: '', UpdateTime: goTime(times[times.length - 1] ?? '2024-01-01T00:00:00.000Z') };
+          }),
+          TotalCount: all.length,
+        });
+      }
+      case 'DescribeImages': {
+        const ns = String(params.NamespaceName ?? '');
+        const name = String(params.RepositoryName ?? '');
+        if (!ns || !name) return send(res, log, fail('MissingParameter', 'NamespaceName and RepositoryName are required'));
+        if (!namespaces.has(ns)) return send(res, log, fail('ResourceNotFound.ErrNoNamespace', `namespace ${ns} not found`));
+        const tags = images.get(`${ns}/${name}`);
+        if (!tags) return send(res, log, fail('ResourceNotFound.ErrNoRepo', `repository ${ns}/${name} not found`));
+        const all = [...tags].sort((a, b) => (b.updateTime ?? '').localeCompare(a.updateTime ?? '')); // newest first
+        const list = page(all, params, 20, 100);
+        if (typeof list === 'string') return send(res, log, fail('InvalidParameterValue', list));
+        return send(res, log, {
+          ImageInfoList: list.map((i) => ({ Digest: i.digest, Size: i.size ?? 1234, ImageVersion: i.tag, UpdateTime: goTime(i.updateTime ?? '2024-01-01T00:00:00.000Z'), Kind: i.kind ?? 'image', KmsSignature: '' })),
           TotalCount: all.length,
         });
       }
@@ -213,7 +278,8 @@ export async function startTcrStub(opts: TcrStubOptions): Promise<TcrStub> {
         const expTime = type === 'temp' ? now() + (opts.tokenTtlMs ?? 3_600_000) : now() + 100 * 365 * 86_400_000;
         await opts.onToken?.(creds.username, creds.password);
         tokens.push({ ...creds, expTime, type });
-        return send(res, log, { Username: creds.username, Token: creds.password, ExpTime: expTime, ...(type === 'longterm' ? { TokenId: randomUUID() } : {}) });
+        const answered = opts.expTimeUnit === 's' ? Math.floor(expTime / 1000) : expTime;
+        return send(res, log, { Username: creds.username, Token: creds.password, ExpTime: answered, ...(type === 'longterm' ? { TokenId: randomUUID() } : {}) });
       }
       default:
         return send(res, log, fail('InvalidAction', `The action ${action} is not supported by this stub.`));
@@ -232,6 +298,7 @@ export async function startTcrStub(opts: TcrStubOptions): Promise<TcrStub> {
     requests,
     namespaces,
     tokens,
+    images,
     injectError(code, message = 'injected by the stub', o = {}) {
       injected.push({ action: o.action, code, message, status: 200, times: o.times ?? 1 });
     },
@@ -262,6 +329,28 @@ export interface SwrStubOptions {
   registryUsers?: Record<string, string>;
   /** Answer of dockyard GET for a missing organization: 200 `{}` (what Harbor's tests mock) or 404. */
   dockyardMissingStatus?: 200 | 404;
+  /** IAM projects by name (GET /v3/projects?name=); default: one project named after `region`. */
+  projects?: Record<string, string>;
+  /** Refuse SWR calls without X-Project-Id (the gateway accepts them for single-project accounts). */
+  requireProjectId?: boolean;
+  /** Error bodies of SWR itself: `{error_code, error_msg}` (default), `{error: {code, message}}`, or legacy arrays. */
+  errorFormat?: 'flat' | 'nested' | 'array';
+  /** Tags per repository ("organization/name") for the listings. */
+  repos?: Record<string, SwrStubTag[]>;
+}
+
+/** One tag of an SWR repository, as GET /v2/manage/namespaces/{ns}/repos/{repo}/tags lists it. */
+export interface SwrStubTag {
+  tag: string;
+  digest: string;
+  size?: number;
+  /** ISO time (default 2024-01-01). */
+  updated?: string;
+}
+
+/** The project id the SWR stub's IAM hands out for a region (stable, so tests can assert it). */
+export function swrStubProjectId(region: string): string {
+  return createHash('md5').update(`project:${region}`).digest('hex');
 }
 
 export interface SwrStub {
@@ -269,6 +358,8 @@ export interface SwrStub {
   url: string;
   requests: StubRequestLog[];
   namespaces: Set<string>;
+  /** Repository ("organization/name") → its tags. */
+  repos: Map<string, SwrStubTag[]>;
   injectError(status: number, code: string, message?: string, opts?: { action?: string; times?: number }): void;
   calls(action: string): StubRequestLog[];
   close(): Promise<void>;
@@ -293,20 +384,28 @@ export async function startSwrStub(opts: SwrStubOptions): Promise<SwrStub> {
   const requests: StubRequestLog[] = [];
   const injected: Injected[] = [];
   const users = new Map(Object.entries(opts.registryUsers ?? {}));
+  const repos = new Map<string, SwrStubTag[]>(Object.entries(opts.repos ?? {}));
+  for (const r of repos.keys()) namespaces.add(r.split('/')[0]!);
+  const iamProjects = opts.projects ?? (opts.region ? { [opts.region]: swrStubProjectId(opts.region) } : {});
+  const projectIds = new Set(Object.values(iamProjects));
   if (opts.region) users.set(`${opts.region}@${opts.accessKey}`, createHmac('sha256', opts.secretKey).update(opts.accessKey).digest('hex'));
 
   const send = (res: ServerResponse, log: StubRequestLog, status: number, body?: unknown, extraHeaders: Record<string, string> = {}) => {
     log.status = status;
     if (status >= 400 && body) {
-      const e = (Array.isArray(body) ? body[0] : body) as Record<string, string>;
-      log.errorCode = e.errorCode ?? e.error_code;
+      const e = (Array.isArray(body) ? body[0] : body) as Record<string, string> & { error?: { code?: string } };
+      log.errorCode = e.errorCode ?? e.error_code ?? e.error?.code;
     }
     requests.push(log);
     res.writeHead(status, { 'content-type': 'application/json', 'x-request-id': randomUUID().replace(/-/g, ''), ...extraHeaders });
     res.end(body === undefined ? '' : JSON.stringify(body));
   };
-  // SWR's own errors are an array; the API gateway's are an object with request_id.
-  const swrErr = (code: string, message: string) => [{ errorCode: code, errorMessage: message, detail: '' }];
+  // SWR's own errors in the shapes the core SDK reads ({error_code, error_msg} or {error: {code,
+  // message}}), or the legacy array; the API gateway's are an object with request_id.
+  const swrErr = (code: string, message: string): unknown =>
+    opts.errorFormat === 'array' ? [{ errorCode: code, errorMessage: message, detail: '' }]
+    : opts.errorFormat === 'nested' ? { error: { code, message } }
+    : { error_code: code, error_msg: message };
   const gatewayErr = (message: string) => ({ error_msg: `Incorrect IAM authentication information: ${message}`, error_code: 'APIGW.0301', request_id: randomUUID().replace(/-/g, '') });
 
   /** Verifies SDK-HMAC-SHA256 from the raw request; returns an error message or undefined. */
@@ -368,22 +467,39 @@ export async function startSwrStub(opts: SwrStubOptions): Promise<SwrStub> {
       params = undefined;
     }
     const manageOne = /^\/v2\/manage\/namespaces\/([^/]+)$/.exec(url.pathname);
+    const tagsPath = /^\/v2\/manage\/namespaces\/([^/]+)\/repos\/([^/]+)\/tags$/.exec(url.pathname);
     const dockOne = /^\/dockyard\/v2\/namespaces\/([^/]+)$/.exec(url.pathname);
     const action =
       url.pathname === '/v2/manage/namespaces' ? `${req.method} /v2/manage/namespaces`
       : manageOne ? `${req.method} /v2/manage/namespaces/{namespace}`
+      : tagsPath ? `${req.method} /v2/manage/namespaces/{namespace}/repos/{repository}/tags`
       : url.pathname === '/dockyard/v2/namespaces' ? `${req.method} /dockyard/v2/namespaces`
       : dockOne ? `${req.method} /dockyard/v2/namespaces/{namespace}`
       : `${req.method} ${url.pathname}`;
-    const log: StubRequestLog = { method: req.method ?? '', path: req.url ?? '', action, params, authorized: false, status: 0 };
+    const log: StubRequestLog = { method: req.method ?? '', path: req.url ?? '', action, params, authorized: false, status: 0, headers: headersOf(req) };
 
     if (url.pathname.startsWith('/dockyard/')) {
       if (!basicUser(req)) return send(res, log, 401, { errors: [{ code: 'UNAUTHORIZED', message: 'authentication required' }] }, { 'www-authenticate': 'Basic realm="swr"' });
     } else {
       const reason = verify(req, url, body);
       if (reason) return send(res, log, 401, gatewayErr(reason));
+      if (url.pathname.startsWith('/v2/')) {
+        const project = header(req, 'x-project-id');
+        if (project === undefined ? opts.requireProjectId : !projectIds.has(project)) {
+          // (The code is this stub's choice; the gateway refuses a project the AK does not belong to.)
+          return send(res, log, 403, { error_code: 'APIGW.0302', error_msg: `The project ${project ?? '(none)'} does not match the credentials`, request_id: randomUUID().replace(/-/g, '') });
+        }
+      }
     }
     log.authorized = true;
+    if (url.pathname === '/v3/projects' && req.method === 'GET') {
+      // IAM (Keystone) KeystoneListProjects, the look-up the SDK makes for X-Project-Id.
+      const name = url.searchParams.get('name');
+      const list = Object.entries(iamProjects)
+        .filter(([n]) => name === null || n === name)
+        .map(([n, id]) => ({ id, name: n, domain_id: 'd0000000000000000000000000000001', description: '', enabled: true, is_domain: false, parent_id: 'd0000000000000000000000000000001', links: { self: `https://iam.example/v3/projects/${id}` } }));
+      return send(res, log, 200, { projects: list, links: { self: `https://iam.example/v3/projects${url.search}`, previous: null, next: null } });
+    }
     const inj = injected.find((i) => i.times > 0 && (!i.action || i.action === action));
     if (inj) {
       inj.times--;
@@ -394,6 +510,77 @@ export async function startSwrStub(opts: SwrStubOptions): Promise<SwrStub> {
       const name = typeof params?.namespace === 'string' ? params.namespace : '';
       const r = createOrg(name);
       return send(res, log, r.status, r.body);
+    }
+    const listing = (all: unknown[]) => {
+      // limit and offset (an item index) work only together, as the API docs say.
+      const limit = url.searchParams.get('limit');
+      const offset = url.searchParams.get('offset');
+      if ((limit === null) !== (offset === null)) return send(res, log, 400, swrErr('SVCSTG.SWR.4001001', 'limit and offset must be used together'));
+      const from = offset === null ? 0 : Number(offset);
+      const n = limit === null ? all.length : Number(limit);
+      if (!Number.isInteger(from) || from < 0 || !Number.isInteger(n) || n < 1 || n > 1000) return send(res, log, 400, swrErr('SVCSTG.SWR.4001001', 'invalid limit or offset'));
+      const page = all.slice(from, from + n);
+      return send(res, log, 200, page, { 'content-range': `${from}-${from + Math.max(page.length, 1) - 1}/${all.length}` });
+    };
+    if (tagsPath && req.method === 'GET') {
+      const ns = decodeURIComponent(tagsPath[1]!);
+      const name = decodeURIComponent(tagsPath[2]!).replace(/\$/g, '/');
+      const tags = repos.get(`${ns}/${name}`);
+      if (!namespaces.has(ns)) return send(res, log, 404, swrErr('SVCSTG.SWR.4040017', `namespace ${ns} not found`));
+      if (!tags) return send(res, log, 404, swrErr('SVCSTG.SWR.4040006', `repository ${ns}/${name} not found`));
+      const order = url.searchParams.get('order_column') === 'updated_at' ? url.searchParams.get('order_type') ?? 'desc' : 'desc';
+      const sorted = [...tags].sort((a, b) => (a.updated ?? '').localeCompare(b.updated ?? '') * (order === 'asc' ? 1 : -1));
+      const repoId = [...repos.keys()].indexOf(`${ns}/${name}`) + 1;
+      return listing(
+        sorted.map((t, i) => ({
+          id: repoId * 10000 + i,
+          repo_id: repoId,
+          Tag: t.tag,
+          image_id: t.digest.slice(7, 71),
+          manifest: '',
+          digest: t.digest,
+          schema: 2,
+          path: `swr.${opts.region ?? 'eu-de'}.example/${ns}/${name}:${t.tag}`,
+          internal_path: '',
+          size: t.size ?? 1234,
+          is_trusted: false,
+          created: t.updated ?? '2024-01-01T00:00:00Z',
+          updated: t.updated ?? '2024-01-01T00:00:00Z',
+          deleted: null,
+          domain_id: 'd0000000000000000000000000000001',
+          scanned: false,
+          tag_type: 0,
+        })),
+      );
+    }
+    if (url.pathname === '/v2/manage/repos' && req.method === 'GET') {
+      const ns = url.searchParams.get('namespace');
+      const names = [...repos.keys()].filter((r) => !ns || r.startsWith(`${ns}/`)).sort();
+      return listing(
+        names.map((r) => {
+          const tags = repos.get(r)!;
+          return {
+            name: r.slice(r.indexOf('/') + 1),
+            category: 'other',
+            description: '',
+            size: tags.reduce((n, t) => n + (t.size ?? 1234), 0),
+            is_public: false,
+            num_images: tags.length,
+            num_download: 0,
+            created_at: '2024-01-01T00:00:00Z',
+            updated_at: '2024-01-01T00:00:00Z',
+            logo: '',
+            url: '',
+            path: `swr.example/${r}`,
+            internal_path: '',
+            domain_name: 'tenant',
+            namespace: r.split('/')[0],
+            tags: tags.map((t) => t.tag),
+            status: false,
+            total_range: names.length,
+          };
+        }),
+      );
     }
     if (manageOne && req.method === 'GET') {
       const name = decodeURIComponent(manageOne[1]!);
@@ -419,6 +606,7 @@ export async function startSwrStub(opts: SwrStubOptions): Promise<SwrStub> {
     url: `http://${LOOPBACK}:${port}`,
     requests,
     namespaces,
+    repos,
     injectError(status, code, message = 'injected by the stub', o = {}) {
       injected.push({ action: o.action, code, message, status, times: o.times ?? 1 });
     },

@@ -80,7 +80,7 @@ describe('SWR destination', () => {
       parseConfig({
         registries: {
           idc: { url: source.url },
-          swr: { url: swr.url, kind: 'swr', swr: { ...SWR_KEYS, cloud: 'otc', apiEndpoint: stub.url } },
+          swr: { url: swr.url, kind: 'swr', swr: { ...SWR_KEYS, cloud: 'otc', apiEndpoint: stub.url, iamEndpoint: stub.url } },
         },
         rules: [{ name: 'to-swr', source: 'idc', destination: 'swr', destinationNamespace: 'migrated', flatten: 'all' }],
       }),
@@ -123,7 +123,7 @@ describe('SWR destination', () => {
     const api = await startSwrStub({ ...SWR_KEYS });
     const engine = new Engine(
       parseConfig({
-        registries: { idc: { url: source.url }, swr: { url: swr.url, kind: 'swr', username: 'u', password: 'p', swr: { ...SWR_KEYS, apiEndpoint: api.url, convertToDocker: true } } },
+        registries: { idc: { url: source.url }, swr: { url: swr.url, kind: 'swr', username: 'u', password: 'p', swr: { ...SWR_KEYS, apiEndpoint: api.url, iamEndpoint: api.url, convertToDocker: true } } },
         rules: [{ name: 'r', source: 'idc', destination: 'swr', destinationNamespace: 'conv', flatten: 'all', filters: { repositories: ['oci/**'] } }],
       }),
       { stateDir: false },
@@ -160,7 +160,7 @@ describe('SWR destination', () => {
     const api = await startSwrStub({ ...SWR_KEYS });
     const engine = new Engine(
       parseConfig({
-        registries: { idc: { url: source.url }, swr: { url: refusing.url, kind: 'swr', username: 'u', password: 'p', swr: { ...SWR_KEYS, apiEndpoint: api.url } } },
+        registries: { idc: { url: source.url }, swr: { url: refusing.url, kind: 'swr', username: 'u', password: 'p', swr: { ...SWR_KEYS, apiEndpoint: api.url, iamEndpoint: api.url } } },
         rules: [{ name: 'r', source: 'idc', destination: 'swr', destinationNamespace: 'refused', flatten: 'all', filters: { repositories: ['oci/single'] } }],
       }),
       { stateDir: false },

@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { CloudApiError } from '../../src/providers/cloud-error.js';
-import { parseSwrError, SwrApi, swrApiEndpoint, swrCredentials, SwrDockyard, type SwrApiOptions } from '../../src/providers/swr-api.js';
+import { contentRangeTotal, HUAWEICLOUD_SWR_ENDPOINTS, parseSwrError, SwrApi, swrApiEndpoint, swrCredentials, SwrDockyard, swrIamEndpoint, type SwrApiOptions } from '../../src/providers/swr-api.js';
 import { canonicalQueryString, canonicalUri, sdkDate, signSdkHmac, swrLoginPassword, swrLoginUsername } from '../../src/providers/swr-signer.js';
-import { startSwrStub, type SwrStub, type SwrStubOptions } from '../helpers/cloud-stubs.js';
+import { startSwrStub, swrStubProjectId, type SwrStub, type SwrStubOptions } from '../helpers/cloud-stubs.js';
 
 describe('SWR login key', () => {
   it('is hex HMAC-SHA256(key = SK, message = AK) (OTC docs vector)', () => {
@@ -85,6 +85,29 @@ describe('SWR error bodies', () => {
     expect(parseSwrError('<html>bad gateway</html>')).toEqual({ message: '<html>bad gateway</html>' });
   });
 
+  it('parses both shapes the core SDK reads: {error_code, error_msg} and {error: {code, message}}', () => {
+    expect(parseSwrError('{"error_code":"SVCSTG.SWR.4040017","error_msg":"namespace x not found"}')).toEqual({ code: 'SVCSTG.SWR.4040017', message: 'namespace x not found' });
+    expect(parseSwrError('{"error":{"code":"IAM.0011","message":"Request parameter error","title":"Bad Request"}}')).toEqual({ code: 'IAM.0011', message: 'Request parameter error' });
+  });
+
+  it("Huawei hosts come from the SDK's region table (eu-west-101 lives under .eu); OTC hosts from OTC's naming", () => {
+    expect(Object.keys(HUAWEICLOUD_SWR_ENDPOINTS)).toHaveLength(27);
+    expect(swrApiEndpoint('eu-west-101')).toBe('https://swr-api.eu-west-101.myhuaweicloud.eu');
+    expect(swrApiEndpoint('ap-southeast-3')).toBe('https://swr-api.ap-southeast-3.myhuaweicloud.com');
+    expect(swrApiEndpoint('xx-new-1')).toBe('https://swr-api.xx-new-1.myhuaweicloud.com');
+    expect(swrApiEndpoint('eu-ch2', 'otc')).toBe('https://swr-api.eu-ch2.sc.otc.t-systems.com');
+    expect(swrIamEndpoint('cn-north-4')).toBe('https://iam.myhuaweicloud.com');
+    expect(swrIamEndpoint('eu-west-101')).toBe('https://iam.eu-west-101.myhuaweicloud.eu');
+    expect(swrIamEndpoint('eu-de', 'otc')).toBe('https://iam.eu-de.otc.t-systems.com');
+    expect(swrIamEndpoint('eu-ch2', 'otc')).toBe('https://iam-pub.eu-ch2.sc.otc.t-systems.com');
+  });
+
+  it('reads the total of Content-Range', () => {
+    expect(contentRangeTotal('0-99/250')).toBe(250);
+    expect(contentRangeTotal(['200-249/250'])).toBe(250);
+    expect(contentRangeTotal(undefined)).toBeUndefined();
+  });
+
   it('default endpoints; swr.apiEndpoint overrides', () => {
     expect(swrApiEndpoint('cn-north-4')).toBe('https://swr-api.cn-north-4.myhuaweicloud.com');
     expect(swrApiEndpoint('eu-de', 'otc')).toBe('https://swr-api.eu-de.otc.t-systems.com');
@@ -106,7 +129,7 @@ describe('SwrApi against the SWR stub', () => {
 
   async function setup(stubOpts: Partial<SwrStubOptions> = {}, apiOpts: Partial<SwrApiOptions> = {}): Promise<SwrApi> {
     stub = await startSwrStub({ accessKey: AK, secretKey: SK, region: 'eu-de', now, ...stubOpts });
-    return new SwrApi({ region: 'eu-de', accessKey: AK, secretKey: SK, cloud: 'otc', apiEndpoint: stub.url, now, retries: 0, retryDelayMs: 1, ...apiOpts });
+    return new SwrApi({ region: 'eu-de', accessKey: AK, secretKey: SK, cloud: 'otc', apiEndpoint: stub.url, iamEndpoint: stub.url, now, retries: 0, retryDelayMs: 1, ...apiOpts });
   }
 
   afterEach(async () => {
@@ -172,10 +195,72 @@ describe('SwrApi against the SWR stub', () => {
   it('fails for an unknown AK and for X-Sdk-Date skewed by more than 15 minutes', async () => {
     const api = await setup({}, { accessKey: 'UNKNOWNAK' });
     await expect(api.describeNamespace('a')).rejects.toMatchObject({ status: 401, code: 'APIGW.0301' });
-    const skewed = new SwrApi({ region: 'eu-de', accessKey: AK, secretKey: SK, apiEndpoint: stub.url, retries: 0, now: () => clock - 16 * 60_000 });
+    const skewed = new SwrApi({ region: 'eu-de', accessKey: AK, secretKey: SK, apiEndpoint: stub.url, projectId: swrStubProjectId('eu-de'), retries: 0, now: () => clock - 16 * 60_000 });
     await expect(skewed.describeNamespace('a')).rejects.toMatchObject({ status: 401 });
-    const fine = new SwrApi({ region: 'eu-de', accessKey: AK, secretKey: SK, apiEndpoint: stub.url, retries: 0, now: () => clock - 14 * 60_000 });
+    const fine = new SwrApi({ region: 'eu-de', accessKey: AK, secretKey: SK, apiEndpoint: stub.url, projectId: swrStubProjectId('eu-de'), retries: 0, now: () => clock - 14 * 60_000 });
     expect(await fine.describeNamespace('a')).toBe(false);
+  });
+
+  it('signs and sends Content-Type application/json and X-Project-Id looked up once from IAM, as the SDK does', async () => {
+    const api = await setup({ requireProjectId: true });
+    await api.ensureNamespace('team-a');
+    await api.describeNamespace('team-a');
+    const iam = stub.calls('GET /v3/projects');
+    expect(iam).toHaveLength(1);
+    expect(iam[0]!.path).toBe('/v3/projects?name=eu-de');
+    const swrCalls = stub.requests.filter((r) => r.path.startsWith('/v2/'));
+    expect(swrCalls.length).toBeGreaterThan(1);
+    for (const r of swrCalls) {
+      expect(r.authorized).toBe(true);
+      expect(r.headers['x-project-id']).toBe(swrStubProjectId('eu-de'));
+      expect(r.headers['content-type']).toBe('application/json');
+      expect(r.headers.authorization).toMatch(/SignedHeaders=content-type;host;x-project-id;x-sdk-date,/);
+    }
+  });
+
+  it('uses a configured project id without asking IAM; a wrong one is refused', async () => {
+    const api = await setup({}, { projectId: swrStubProjectId('eu-de') });
+    expect(await api.describeNamespace('x')).toBe(false);
+    expect(stub.calls('GET /v3/projects')).toHaveLength(0);
+    const wrong = new SwrApi({ region: 'eu-de', accessKey: AK, secretKey: SK, apiEndpoint: stub.url, projectId: 'not-mine', retries: 0, now });
+    await expect(wrong.describeNamespace('x')).rejects.toMatchObject({ status: 403, code: 'APIGW.0302' });
+  });
+
+  it('says to set swr.projectId when IAM has no project for the region', async () => {
+    const api = await setup({ projects: { 'eu-nl': 'p-nl' } });
+    const err = (await api.describeNamespace('x').catch((e: unknown) => e)) as CloudApiError;
+    expect(err.code).toBe('ProjectNotFound');
+    expect(err.message).toMatch(/no IAM project named "eu-de".*swr\.projectId/);
+  });
+
+  it('lists tags with digests (limit + offset, Content-Range) and repositories', async () => {
+    const tags = Array.from({ length: 230 }, (_, i) => ({ tag: `v${i}`, digest: `sha256:${String(i).padStart(64, '0')}`, updated: new Date(Date.UTC(2024, 0, 1) + i * 1000).toISOString() }));
+    const api = await setup({ repos: { 'team/app': tags, 'team/lib': tags.slice(0, 3), 'other/x': [] } });
+    const listed = [];
+    for await (const t of api.listRepositoryTags('team/app')) listed.push(t);
+    expect(listed.map((t) => t.Tag)).toEqual(tags.map((t) => t.tag)); // oldest first
+    expect(listed[5]).toMatchObject({ digest: tags[5]!.digest, updated: tags[5]!.updated });
+    const calls = stub.calls('GET /v2/manage/namespaces/{namespace}/repos/{repository}/tags');
+    expect(calls.map((c) => new URL(c.path, 'http://x').searchParams.get('offset'))).toEqual(['0', '100', '200']);
+    expect(new URL(calls[0]!.path, 'http://x').searchParams.get('limit')).toBe('100');
+    const repos = [];
+    for await (const r of api.listRepositories('team')) repos.push(r);
+    expect(repos).toEqual(['team/app', 'team/lib']);
+    const none = [];
+    for await (const t of api.listRepositoryTags('team/missing')) none.push(t);
+    for await (const t of api.listRepositoryTags('nope/missing')) none.push(t);
+    expect(none).toEqual([]);
+  });
+
+  it('reads errors in either shape, with the request id from X-Request-Id', async () => {
+    for (const errorFormat of ['flat', 'nested', 'array'] as const) {
+      const api = await setup({ errorFormat, namespaces: ['a1'], namespaceQuota: 1 });
+      const err = (await api.createNamespace('a2').catch((e: unknown) => e)) as CloudApiError;
+      expect(err.code).toBe('SVCSTG.SWR.4000077');
+      expect(err.message).toContain('exceeds the upper limit');
+      expect(err.requestId).toMatch(/^[0-9a-f]{32}$/);
+      await stub.close();
+    }
   });
 
   it('retries 5xx answers', async () => {

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { CloudApiError } from '../../src/providers/cloud-error.js';
 import { signTc3 } from '../../src/providers/tc3-signer.js';
-import { TcrApi, TcrCredentialSource, type TcrApiOptions } from '../../src/providers/tcr-api.js';
+import { TcrApi, TcrCredentialSource, expTimeToDate, tcrTime, type TcrApiOptions } from '../../src/providers/tcr-api.js';
 import { startTcrStub, type TcrStub, type TcrStubOptions } from '../helpers/cloud-stubs.js';
 
 const SECRET_ID = 'AKIDz8krbsJ5yKBZQpn74WFkmLPx3EXAMPLE';
@@ -18,6 +18,8 @@ describe('TC3-HMAC-SHA256 (Tencent "signature v3" published example)', () => {
     version: '2017-03-12',
     region: 'ap-guangzhou',
     timestamp: 1551113065,
+    // The published example signs this content type; Ferry's default is the SDK's application/json.
+    contentType: 'application/json; charset=utf-8',
     payload: '{"Limit": 1, "Filters": [{"Values": ["\\u672a\\u547d\\u540d"], "Name": "instance-name"}]}',
   };
 
@@ -43,6 +45,13 @@ describe('TC3-HMAC-SHA256 (Tencent "signature v3" published example)', () => {
   it('does not reproduce it with the decoded characters (the bytes differ)', () => {
     const s = signTc3({ ...input, payload: JSON.stringify(JSON.parse(input.payload)) });
     expect(s.payloadHash).not.toBe('35e9c5b0e3ae67532d3c9f17ead6c90222632e5b1ff7f6e89887f1398934f064');
+  });
+
+  it("defaults to the SDK's content type, application/json, signed and sent", () => {
+    const { contentType: _ct, ...rest } = input;
+    const s = signTc3(rest);
+    expect(s.headers['Content-Type']).toBe('application/json');
+    expect(s.canonicalRequest).toContain('\ncontent-type:application/json\nhost:');
   });
 
   it('adds X-TC-Token for temporary credentials', () => {
@@ -175,6 +184,74 @@ describe('TcrApi against the TCR stub', () => {
     await stub.close();
     const err = (await api.describeNamespace('a').catch((e: unknown) => e)) as CloudApiError;
     expect(err.isUnreachable).toBe(true);
+  });
+
+  it('sends exactly content-type: application/json, as the SDK does', async () => {
+    const api = await setup({ namespaces: ['x1'] });
+    await api.describeNamespace('x1');
+    expect(stub.requests[0]!.headers['content-type']).toBe('application/json');
+    expect(stub.requests[0]!.authorized).toBe(true);
+  });
+
+  it('pages DescribeNamespaces with Offset as a page number from 1 (more than 100 matches)', async () => {
+    const many = Array.from({ length: 230 }, (_, i) => `team-${String(i).padStart(3, '0')}`);
+    const api = await setup({ namespaces: many });
+    expect(await api.describeNamespace('team-')).toBe(false); // 230 fuzzy matches, none exact: read to the end
+    const offsets = stub.calls('DescribeNamespaces').map((c) => [c.params!.Offset, c.params!.Limit]);
+    expect(offsets).toEqual([[1, 100], [2, 100], [3, 100]]);
+    expect(await api.describeNamespace('team-229')).toBe(true);
+    expect(await api.describeNamespace('team')).toBe(false);
+  });
+
+  it('lists repositories (DescribeRepositories) and tags with digests (DescribeImages), 100 a page', async () => {
+    const tags = Array.from({ length: 250 }, (_, i) => ({ tag: `v${i}`, digest: `sha256:${String(i).padStart(64, '0')}`, size: 100 + i, updateTime: new Date(Date.UTC(2024, 0, 1) + i * 60_000).toISOString() }));
+    const api = await setup({ images: { 'team/app': tags, 'team/sub/tool': [tags[0]!], 'other/x': [tags[1]!] } });
+    const repos: string[] = [];
+    for await (const r of api.listRepositories()) repos.push(r);
+    expect(repos.sort()).toEqual(['other/x', 'team/app', 'team/sub/tool']);
+    const inTeam: string[] = [];
+    for await (const r of api.listRepositories('team')) inTeam.push(r);
+    expect(inTeam.sort()).toEqual(['team/app', 'team/sub/tool']);
+
+    const images = [];
+    for await (const i of api.describeImages('team/app')) images.push(i);
+    expect(images).toHaveLength(250);
+    expect(new Set(images.map((i) => i.ImageVersion)).size).toBe(250);
+    const calls = stub.calls('DescribeImages');
+    expect(calls.map((c) => c.params)).toEqual([1, 2, 3].map((Offset) => ({ RegistryId: 'tcr-test1234', NamespaceName: 'team', RepositoryName: 'app', Limit: 100, Offset })));
+    const nested = [];
+    for await (const i of api.describeImages('team/sub/tool')) nested.push(i);
+    expect(nested.map((i) => i.ImageVersion)).toEqual(['v0']);
+    expect(stub.calls('DescribeImages').at(-1)!.params).toMatchObject({ NamespaceName: 'team', RepositoryName: 'sub/tool' });
+  });
+
+  it('a missing namespace or repository lists nothing', async () => {
+    const api = await setup({ images: { 'team/app': [] } });
+    const none = [];
+    for await (const i of api.describeImages('team/missing')) none.push(i);
+    for await (const i of api.describeImages('nope/missing')) none.push(i);
+    for await (const i of api.listRepositories('nope')) none.push(i);
+    expect(none).toEqual([]);
+  });
+
+  it('reads TCR times (Go time format or ISO) and ExpTime in seconds or milliseconds', () => {
+    expect(tcrTime('2024-03-05 10:11:12.123456789 +0000 UTC')).toBe('2024-03-05T10:11:12.123Z');
+    expect(tcrTime('2024-03-05 18:11:12 +0800 CST')).toBe('2024-03-05T10:11:12.000Z');
+    expect(tcrTime('2024-03-05T10:11:12Z')).toBe('2024-03-05T10:11:12.000Z');
+    expect(tcrTime('garbage')).toBeUndefined();
+    expect(expTimeToDate(1735732800).toISOString()).toBe('2025-01-01T12:00:00.000Z');
+    expect(expTimeToDate(1735732800000).toISOString()).toBe('2025-01-01T12:00:00.000Z');
+  });
+
+  it('creates instance tokens whose ExpTime comes in seconds', async () => {
+    const api = await setup({ expTimeUnit: 's' });
+    const t = await api.createInstanceToken();
+    expect(t.expiresAt.getTime()).toBe(clock + 3_600_000);
+    const creds = new TcrCredentialSource(api);
+    await creds.get();
+    clock += 30 * 60_000;
+    await creds.get(); // cached: half an hour left
+    expect(stub.calls('CreateInstanceToken')).toHaveLength(2);
   });
 
   it('creates instance tokens; ExpTime is in milliseconds', async () => {
