@@ -5,7 +5,6 @@
 // tested as units. Bytes planned are unknown until each manifest is read, so the ETA comes from the
 // bytes total when one is known and otherwise from the share of planned artifacts already done.
 import type { EventEmitter } from 'node:events';
-import type { Logger } from 'pino';
 import { formatBytes } from '../config/units.js';
 import type { ArtifactResult, ArtifactStatus, BlobCounts, TransferEvents } from '../transfer/stats.js';
 

@@ -80,7 +80,7 @@ export interface TokenRequestRecord {
   at: Date;
 }
 
-/** User-Agent of the raw client in images.ts, so assertions can ignore the helpers' own traffic. */
+/** User-Agent of the raw client in raw-client.ts, so assertions can ignore the helpers' own traffic. */
 export const HELPERS_USER_AGENT = 'ferry-test-helpers';
 
 /** Distribution's verification leeway for exp/nbf (registry/auth/token/token.go: Leeway). */
