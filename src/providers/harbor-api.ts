@@ -1,6 +1,7 @@
 // Listing a Harbor through its REST API v2.0 (api/v2.0/swagger.yaml), so robot accounts without
 // catalog rights work and labels, artifact types and push times are known; plus the ChartMuseum API of
-// Harbor <= 2.7 and project management. Content never moves here: it goes over /v2/ with the registry
+// Harbor <= 2.7 (defined in that release's api/swagger.yaml, the legacy v1-style spec, not in
+// api/v2.0/swagger.yaml) and project management. Content never moves here: it goes over /v2/ with the registry
 // client.
 //
 // Shapes and conventions (Harbor's swagger and its own replication adapter, src/pkg/reg/adapter/harbor):
@@ -9,18 +10,19 @@
 // - repository names come back project-prefixed ("library/nginx", "team/a/b"); in a URL the part after
 //   the project is URL-encoded twice ("a/b" → "a%252Fb"), because Harbor decodes the path once before
 //   routing (a single-encoded "a%2Fb" is a 404);
-// - an artifact has `type` (IMAGE, CHART, CNAB, …), `digest`, `push_time`, `tags[]` {name, push_time}
-//   (null when untagged), `labels[]` {name} (with_label=true; null when none) and, with
-//   with_accessory=true, `accessories[]` (cosign signatures, SBOMs, …). Accessories are not listed:
-//   Ferry copies them with their subject through the referrers API. Harbor >= 2.5 leaves them out of
-//   the list; older Harbor lists cosign's tag-scheme artifacts (`sha256-<hex>.sig`) like any other,
-//   and those are skipped here too;
+// - an artifact has `type` (IMAGE, CHART, CNAB, …), `digest`, `manifest_media_type`, `size`,
+//   `push_time`, `tags[]` {name, push_time} and `labels[]` {name} (with_label=true); an empty list
+//   may be missing, `null` or `[]` (all read the same). Ferry asks with_accessory=false and never
+//   reads `accessories`: Harbor >= 2.5 leaves accessories (cosign signatures, SBOMs, …) out of the
+//   artifact list itself, and Ferry copies them with their subject through the referrers API. Older
+//   Harbor lists cosign's tag-scheme artifacts (`sha256-<hex>.sig`) like any other; an artifact whose
+//   only tags are of that scheme is skipped;
 // - a Go zero time ("0001-01-01T00:00:00Z") means "never" (pull_time) and is treated as unknown;
 // - errors are `{"errors":[{"code","message"}]}`.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request, type Dispatcher } from 'undici';
 import type { ArtifactKind } from '../config/schema.js';
-import type { SourceArtifact } from './types.js';
+import type { SourceArtifact, TagInventoryEntry } from './types.js';
 import { AuthError, RegistryError, UnreachableError, parseErrorBody } from '../registry/errors.js';
 import { USER_AGENT, backoffMs, isNetworkError, parseRetryAfter, readBytes } from '../registry/http.js';
 
@@ -82,16 +84,14 @@ interface TagJson {
 interface LabelJson {
   name: string;
 }
-interface AccessoryJson {
-  digest?: string;
-}
 interface ArtifactJson {
   digest?: string;
   type?: string | null;
+  manifest_media_type?: string | null;
+  size?: number | null;
   push_time?: string | null;
   tags?: TagJson[] | null;
   labels?: LabelJson[] | null;
-  accessories?: AccessoryJson[] | null;
 }
 interface ChartInfoJson {
   name: string;
@@ -190,19 +190,19 @@ export class HarborApi {
     }
   }
 
-  /** The artifacts of one repository ("project/name"), accessories left out. */
-  async *listRepositoryArtifacts(repository: string, signal?: AbortSignal): AsyncIterable<SourceArtifact> {
+  private artifactsUrl(repository: string, withLabel: boolean): URL {
     const { project, encoded } = harborRepositoryPath(repository);
     const url = this.url(`api/v2.0/projects/${encodeURIComponent(project)}/repositories/${encoded}/artifacts`);
     url.searchParams.set('with_tag', 'true');
-    url.searchParams.set('with_label', 'true');
+    url.searchParams.set('with_label', String(withLabel));
     url.searchParams.set('with_accessory', 'false');
-    // A whole repository is read before anything is yielded, so accessories named by any page are known.
-    const all: ArtifactJson[] = [];
-    for await (const a of this.pages<ArtifactJson>(url, signal, repository)) all.push(a);
-    const accessories = new Set(all.flatMap((a) => (a.accessories ?? []).map((x) => x.digest).filter((d): d is string => !!d)));
-    for (const a of all) {
-      if (!a.digest || accessories.has(a.digest)) continue;
+    return url;
+  }
+
+  /** The artifacts of one repository ("project/name"), page by page; tag-scheme accessories left out. */
+  async *listRepositoryArtifacts(repository: string, signal?: AbortSignal): AsyncIterable<SourceArtifact> {
+    for await (const a of this.pages<ArtifactJson>(this.artifactsUrl(repository, true), signal, repository)) {
+      if (!a.digest) continue;
       const listed = (a.tags ?? []).filter((t) => t && typeof t.name === 'string');
       const tags = listed.filter((t) => !ACCESSORY_TAG.test(t.name));
       if (listed.length > 0 && tags.length === 0) continue; // only cosign / referrers-fallback tags: an accessory
@@ -223,6 +223,32 @@ export class HarborApi {
       const pushedAt = harborTime(a.push_time);
       if (pushedAt) artifact.pushedAt = pushedAt;
       yield artifact;
+    }
+  }
+
+  /**
+   * Every tag of one repository with its digest, 100 artifacts a page (one request per 100 artifacts,
+   * whatever their tags): the bulk inventory of a rerun, at the source or the destination. Push time
+   * is the tag's own (when this Harbor got the tag), else the artifact's. A repository or project that
+   * does not exist yields nothing.
+   */
+  async *listTagInventory(repository: string, signal?: AbortSignal): AsyncIterable<TagInventoryEntry> {
+    try {
+      for await (const a of this.pages<ArtifactJson>(this.artifactsUrl(repository, false), signal, repository)) {
+        if (!a.digest) continue;
+        for (const t of a.tags ?? []) {
+          if (!t || typeof t.name !== 'string') continue;
+          const entry: TagInventoryEntry = { tag: t.name, digest: a.digest };
+          if (a.manifest_media_type) entry.mediaType = a.manifest_media_type;
+          const pushedAt = harborTime(t.push_time) ?? harborTime(a.push_time);
+          if (pushedAt) entry.pushedAt = pushedAt.toISOString();
+          if (typeof a.size === 'number') entry.size = a.size;
+          yield entry;
+        }
+      }
+    } catch (err) {
+      if (err instanceof RegistryError && err.status === 404) return;
+      throw err;
     }
   }
 

@@ -9,7 +9,7 @@ import { OncePerKey } from './cloud-http.js';
 import { GenericProvider, probe } from './generic.js';
 import type { HarborApi } from './harbor-api.js';
 import { validateHarborProject } from './names.js';
-import type { ListOptions, SourceArtifact } from './types.js';
+import type { ListOptions, SourceArtifact, TagInventoryEntry } from './types.js';
 
 export class HarborProvider extends GenericProvider {
   private readonly projects = new OncePerKey<void>();
@@ -45,6 +45,11 @@ export class HarborProvider extends GenericProvider {
     if (first.done) return;
     yield first.value;
     for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value;
+  }
+
+  /** Tags with digests from the artifact listing (API v2.0, 100 artifacts a page), source or destination side. */
+  listTagInventory(repository: string, opts: { signal?: AbortSignal } = {}): AsyncIterable<TagInventoryEntry> {
+    return this.api.listTagInventory(repository, opts.signal);
   }
 
   override validateDestination(repository: string): string | undefined {

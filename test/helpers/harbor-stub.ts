@@ -1,6 +1,7 @@
 // A stand-in for Harbor's REST API v2.0 and its ChartMuseum API (Harbor <= 2.7), answering with the
 // shapes of Harbor's swagger (api/v2.0/swagger.yaml: Project, Repository, Artifact with Tag, Label and
-// Accessory, Errors; ChartInfo / ChartVersion) and Harbor's conventions, independently of
+// Accessory, Errors; ChartInfo / ChartVersion come from Harbor <= 2.7's api/swagger.yaml, the legacy
+// spec that defines /chartrepo, not from api/v2.0) and Harbor's conventions, independently of
 // src/providers:
 //   - lists page with `page` / `page_size` (default 10; more than 100 is a 422 like go-swagger's
 //     validation), answer `X-Total-Count` and `Link: <path?query>; rel="prev" , <…>; rel="next"` with
@@ -82,6 +83,12 @@ export interface HarborStubOptions {
   listAccessories?: boolean;
   /** A real registry to which /v2/ is proxied. */
   registryUrl?: string;
+  /** Harbor version whose fields to answer (default 2.11): '2.7' adds chart_count and tag.signed. */
+  version?: string;
+  /** How empty lists (tags, labels, accessories, …) are written: left out (default, as Harbor), null, or []. */
+  emptyLists?: 'omit' | 'null' | 'empty';
+  /** Fill `accessories` even when with_accessory=false (an answer that carries them anyway). */
+  alwaysAccessories?: boolean;
 }
 
 export interface HarborStubRequest {
@@ -129,6 +136,10 @@ export async function startHarborStub(opts: HarborStubOptions = {}): Promise<Har
   const chartMuseum = opts.chartMuseum ?? true;
   const requests: HarborStubRequest[] = [];
   const injections: Injection[] = [];
+  const legacy = versionAtMost(opts.version ?? '2.11', '2.7');
+  /** An empty list as this Harbor writes it (undefined = key left out by JSON.stringify). */
+  const none = opts.emptyLists === 'null' ? null : opts.emptyLists === 'empty' ? [] : undefined;
+  const list = <T>(items: T[] | undefined, enabled = true): T[] | null | undefined => (enabled && items && items.length ? items : none);
 
   const projects = new Map<string, HarborStubProject>();
   const addProject = (name: string, pub: boolean, created = false) => {
@@ -200,7 +211,7 @@ export async function startHarborStub(opts: HarborStubOptions = {}): Promise<Har
     owner_name: 'admin',
     registry_id: null,
     repo_count: repositoryNames.filter((r) => r.startsWith(`${p.name}/`)).length,
-    chart_count: charts.filter((c) => c.project === p.name).length,
+    ...(legacy ? { chart_count: charts.filter((c) => c.project === p.name).length } : {}),
     creation_time: DEFAULT_TIME,
     update_time: DEFAULT_TIME,
     deleted: false,
@@ -236,38 +247,38 @@ export async function startHarborStub(opts: HarborStubOptions = {}): Promise<Har
       push_time: push,
       pull_time: ZERO_TIME,
       extra_attrs: {},
-      annotations: null,
-      references: null,
-      tags:
-        q.get('with_tag') === 'false' || tags.length === 0
-          ? null
-          : tags.map((t, i) => ({
-              id: artifactId(a) * 100 + i,
-              repository_id: repoId(a.repository),
-              artifact_id: artifactId(a),
-              name: t.name,
-              push_time: t.pushTime ?? push,
-              pull_time: ZERO_TIME,
-              immutable: false,
-              signed: false,
-            })),
+      annotations: none,
+      references: none,
+      tags: list(
+        tags.map((t, i) => ({
+          id: artifactId(a) * 100 + i,
+          repository_id: repoId(a.repository),
+          artifact_id: artifactId(a),
+          name: t.name,
+          push_time: t.pushTime ?? push,
+          pull_time: ZERO_TIME,
+          immutable: false,
+          ...(legacy ? { signed: false } : {}),
+        })),
+        q.get('with_tag') !== 'false',
+      ),
       addition_links: { build_history: { href: `/api/v2.0/projects/x/repositories/y/artifacts/${a.digest}/additions/build_history`, absolute: false } },
-      labels: q.get('with_label') === 'true' && a.labels?.length ? a.labels.map(labelJson) : null,
-      accessories:
-        q.get('with_accessory') === 'true' && accessories.length
-          ? accessories.map((x) => ({
-              id: artifactId(x),
-              artifact_id: artifactId(x),
-              subject_artifact_id: artifactId(a),
-              subject_artifact_repo: a.repository,
-              subject_artifact_digest: a.digest,
-              size: x.size ?? 500,
-              digest: x.digest,
-              type: x.accessoryType ?? 'signature.cosign',
-              icon: '',
-              creation_time: x.pushTime ?? push,
-            }))
-          : null,
+      labels: list(a.labels?.map(labelJson), q.get('with_label') === 'true'),
+      accessories: list(
+        accessories.map((x) => ({
+          id: artifactId(x),
+          artifact_id: artifactId(x),
+          subject_artifact_id: artifactId(a),
+          subject_artifact_repo: a.repository,
+          subject_artifact_digest: a.digest,
+          size: x.size ?? 500,
+          digest: x.digest,
+          type: x.accessoryType ?? 'signature.cosign',
+          icon: '',
+          creation_time: x.pushTime ?? push,
+        })),
+        q.get('with_accessory') === 'true' || opts.alwaysAccessories === true,
+      ),
     };
   };
 
@@ -478,6 +489,18 @@ export async function startHarborStub(opts: HarborStubOptions = {}): Promise<Har
       }),
   };
   return stub;
+}
+
+/** "2.7" <= "2.10"-style comparison of dotted versions. */
+function versionAtMost(version: string, max: string): boolean {
+  const a = version.split('.').map(Number);
+  const b = max.split('.').map(Number);
+  for (let i = 0; i < Math.max(a.length, b.length); i++) {
+    const x = a[i] ?? 0;
+    const y = b[i] ?? 0;
+    if (x !== y) return x < y;
+  }
+  return true;
 }
 
 function safeDecode(s: string): string {

@@ -196,7 +196,8 @@ describe('the stand-in behaves like Harbor', () => {
       const double = await request(`${harbor.url}/api/v2.0/projects/team/repositories/a%252Fb/artifacts?with_tag=true`);
       expect(double.statusCode).toBe(200);
       const [artifact] = (await double.body.json()) as { digest: string; tags: { name: string }[]; labels: unknown; accessories: unknown }[];
-      expect(artifact).toMatchObject({ digest: d('1'), tags: [{ name: '1' }], labels: null, accessories: null });
+      expect(artifact).toMatchObject({ digest: d('1'), tags: [{ name: '1' }] });
+      expect('labels' in artifact! || 'accessories' in artifact!).toBe(false); // empty lists left out, as Harbor does
       const tooBig = await request(`${harbor.url}/api/v2.0/projects?page_size=101`);
       expect(tooBig.statusCode).toBe(422);
       await tooBig.body.dump();
@@ -260,6 +261,98 @@ describe('ChartMuseum (Harbor <= 2.7)', () => {
       expect(await collect(api.listArtifacts({ includeChartMuseum: true }))).toEqual([]);
     } finally {
       await modern.close();
+    }
+  });
+});
+
+describe('Harbor answer shapes', () => {
+  const artifacts = [
+    { repository: 'p/app', digest: d('1'), tags: ['1.0'], labels: ['release'], pushTime: '2024-02-01T00:00:00Z' },
+    { repository: 'p/app', digest: d('2'), tags: [], pushTime: '2024-01-01T00:00:00Z' },
+  ];
+
+  it('reads empty lists the same whether Harbor leaves the key out (its default), writes null or []', async () => {
+    const listings: string[][] = [];
+    for (const emptyLists of ['omit', 'null', 'empty'] as const) {
+      const h = await startHarborStub({ emptyLists, artifacts });
+      try {
+        const raw = await request(`${h.url}/api/v2.0/projects/p/repositories/app/artifacts?with_tag=true&with_label=true&page_size=10`);
+        const body = (await raw.body.json()) as Record<string, unknown>[];
+        const untagged = body.find((a) => a.digest === d('2'))!;
+        if (emptyLists === 'omit') expect(['tags', 'labels', 'accessories', 'annotations', 'references'].filter((k) => k in untagged)).toEqual([]);
+        else expect(untagged.tags).toEqual(emptyLists === 'null' ? null : []);
+        const listed = await collect(new HarborApi({ url: h.url }).listArtifacts());
+        listings.push(listed.map((a) => `${brief(a)}|${(a.labels ?? []).join(',')}`).sort());
+      } finally {
+        await h.close();
+      }
+    }
+    expect(listings[0]).toEqual([`p/app@${d('1')}:1.0|release`, `p/app@${d('2')}:|`]);
+    expect(listings[1]).toEqual(listings[0]);
+    expect(listings[2]).toEqual(listings[0]);
+  });
+
+  it('answers chart_count and tag.signed only as Harbor <= 2.7 did', async () => {
+    for (const [version, present] of [['2.11', false], ['2.7', true]] as const) {
+      const h = await startHarborStub({ version, artifacts });
+      try {
+        const projects = (await (await request(`${h.url}/api/v2.0/projects`)).body.json()) as Record<string, unknown>[];
+        expect('chart_count' in projects[0]!).toBe(present);
+        const list = (await (await request(`${h.url}/api/v2.0/projects/p/repositories/app/artifacts?with_tag=true`)).body.json()) as { tags?: Record<string, unknown>[] }[];
+        expect('signed' in list.find((a) => a.tags)!.tags![0]!).toBe(present);
+      } finally {
+        await h.close();
+      }
+    }
+  });
+
+  it('never hides an artifact because an answer names it among accessories (no accessories logic)', async () => {
+    // A validator's example: an artifact listing itself as its own accessory, in an answer that
+    // carries accessories although Ferry asks with_accessory=false.
+    const h = await startHarborStub({
+      listAccessories: true,
+      alwaysAccessories: true,
+      artifacts: [
+        { repository: 'p/app', digest: d('1'), tags: ['1.0'], accessoryOf: d('1') },
+        { repository: 'p/app', digest: d('2'), tags: ['2.0'] },
+        { repository: 'p/app', digest: d('3'), tags: ['3.0'], accessoryOf: d('2') },
+      ],
+    });
+    try {
+      const listed = await collect(new HarborApi({ url: h.url }).listArtifacts());
+      expect(listed.map(brief).sort()).toEqual([`p/app@${d('1')}:1.0`, `p/app@${d('2')}:2.0`, `p/app@${d('3')}:3.0`]);
+    } finally {
+      await h.close();
+    }
+  });
+});
+
+describe('Harbor tag inventory (API v2.0 artifacts, 100 a page)', () => {
+  it('lists every tag with digest, media type, size and push time in one request per 100 artifacts', async () => {
+    const artifacts = Array.from({ length: 250 }, (_, i) => ({
+      repository: 'team/a/b',
+      digest: `sha256:${String(i).padStart(64, '0')}`,
+      pushTime: new Date(Date.UTC(2024, 0, 1) + i * 60_000).toISOString(),
+      size: 1000 + i,
+      tags: i % 5 === 0 ? [] : i % 2 ? [`v${i}`] : [`v${i}`, { name: `alias-${i}`, pushTime: new Date(Date.UTC(2025, 0, 1) + i * 60_000).toISOString() }],
+    }));
+    const h = await startHarborStub({ maxPageSize: 100, artifacts });
+    try {
+      const api = new HarborApi({ url: h.url });
+      const inventory = await collect(api.listTagInventory('team/a/b'));
+      const tagCount = artifacts.reduce((n, a) => n + a.tags.length, 0);
+      expect(inventory).toHaveLength(tagCount);
+      const v2 = inventory.find((e) => e.tag === 'v2')!;
+      expect(v2).toEqual({ tag: 'v2', digest: artifacts[2]!.digest, mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 1002, pushedAt: artifacts[2]!.pushTime });
+      expect(inventory.find((e) => e.tag === 'alias-2')!.pushedAt).toBe('2025-01-01T00:02:00.000Z'); // the tag's own push time
+      const listing = h.requests.filter((r) => r.path.includes('/artifacts'));
+      expect(listing).toHaveLength(3);
+      expect(listing[0]!.path).toContain('/projects/team/repositories/a%252Fb/artifacts?');
+      expect(listing.length).toBeLessThanOrEqual(tagCount / 50);
+      expect(await collect(api.listTagInventory('team/missing'))).toEqual([]);
+      expect(await collect(api.listTagInventory('nope/missing'))).toEqual([]);
+    } finally {
+      await h.close();
     }
   });
 });
