@@ -5,6 +5,7 @@
 import type { RuleConfig } from '../config/schema.js';
 import { compileFilters, newestTags } from './filters.js';
 import { MappingError, createMapper } from './mapping.js';
+import { orderOldestFirst } from './order.js';
 import type { PlanProblem, RulePlan, SourceArtifact, WorkItem } from './types.js';
 
 export interface PlanOptions {
@@ -127,7 +128,8 @@ export async function buildRulePlan(
         .map((s) => ({ ...s, tags: s.tags.filter((t) => keep.has(t)) }))
         .filter((s) => s.tags.length > 0 || s.artifact.tags.length === 0);
     }
-    for (const { artifact, tags } of selected) {
+    // Oldest first by the source's push time (src/plan/order.ts), so destination push times keep the source's order.
+    for (const { artifact, tags } of orderOldestFirst(selected, (s) => s.artifact)) {
       const reference = artifact.digest ?? tags[0];
       if (reference === undefined) continue; // untagged without digest: filtered already, kept for the type checker
       items.push({
