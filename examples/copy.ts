@@ -13,7 +13,9 @@ if (!configFile || !source || !destination) {
   process.exit(2);
 }
 
-const ferry = createFerry(configFile);
+// A one-off copy, like `ferry copy`: no state directory (so it can run beside a sync of the same config,
+// which holds the state directory's lock).
+const ferry = createFerry(configFile, { stateDir: false });
 try {
   ferry.setBandwidth('100Mbps'); // whole process; change it at any time, copies in flight included
   const run = ferry.copy(source, destination);

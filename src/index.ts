@@ -1,6 +1,6 @@
 // The public programmatic API: `import { createFerry } from 'ferry'`. One Ferry object wraps one
-// Engine (registries, resume journal, blob queue, bandwidth cap) for as long as the caller keeps it;
-// close() releases its connections and the journal. Documented in docs/api.md ("Programmatic API").
+// Engine (registries, state database, blob queue, bandwidth cap) for as long as the caller keeps it;
+// close() releases its connections and the state (and its lock). Documented in docs/api.md ("Programmatic API").
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { type ProgressSnapshot, ProgressTracker } from './engine/progress.js';
@@ -47,7 +47,7 @@ export interface FerryOptions {
   logger?: Logger | undefined;
   /** Shorthand for a pino logger writing JSON lines to stderr at this level (ignored with `logger`). */
   logLevel?: string | undefined;
-  /** Overrides transfer.stateDir; `false` keeps the resume journal in memory only. */
+  /** Overrides transfer.stateDir; `false` keeps the state in memory only. */
   stateDir?: string | false | undefined;
   /** Variables for `${NAME}` in the config (default process.env). */
   env?: NodeJS.ProcessEnv | undefined;
@@ -129,7 +129,7 @@ export interface Ferry {
   progress(): ProgressSnapshot | undefined;
   /** The events as an async iterator; see WatchOptions for how it ends (close() ends it too). */
   watch(options?: WatchOptions): AsyncIterableIterator<FerryEvent>;
-  /** Closes connections and the journal; the object cannot be used afterwards. */
+  /** Closes connections and the state; the object cannot be used afterwards. */
   close(): Promise<void>;
 }
 

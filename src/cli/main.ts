@@ -8,6 +8,7 @@ import { copyRef } from '../engine/copy-ref.js';
 import { type SyncReport, formatTextReport } from '../engine/report.js';
 import { createLogger } from '../log.js';
 import { ShardError, formatShard, resolveShard, shardFilter } from '../plan/shard.js';
+import { StateLockedError } from '../state/types.js';
 import { ProgressDisplay, progressMode } from './progress.js';
 import { RefError, resolveRef } from '../engine/refs.js';
 import { withGracefulSignals } from './signals.js';
@@ -193,7 +194,7 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof CommanderError) {
       return err.exitCode === 0 ? ExitCode.ok : ExitCode.invalid;
     }
-    if (err instanceof ConfigError || err instanceof UsageError || err instanceof RefError || err instanceof InvalidArgumentError || err instanceof UnknownRuleError || err instanceof ShardError) {
+    if (err instanceof ConfigError || err instanceof UsageError || err instanceof RefError || err instanceof InvalidArgumentError || err instanceof UnknownRuleError || err instanceof ShardError || err instanceof StateLockedError) {
       process.stderr.write(`ferry: ${err.message}\n`);
       return ExitCode.invalid;
     }

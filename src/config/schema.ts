@@ -126,7 +126,7 @@ export const transferSchema = z.strictObject({
   chunkSize: size.default(0),
   retries: z.number().int().min(0).default(5),
   stateDir: z.string().default('.ferry'),
-  /** Journal entries older than this are re-checked with a HEAD before being trusted (seconds, 0 = always trust). */
+  /** State entries (blobs known at a destination) older than this are re-checked with a HEAD before being trusted (seconds, 0 = always trust). */
   journalMaxAge: z.number().int().min(0).default(7 * 24 * 3600),
   /** Blobs at least this large get mid-blob resume when chunked uploads are on. */
   resumeThreshold: size.default(64 * 1024 * 1024),

@@ -8,7 +8,7 @@ import type { Logger } from '../log.js';
 import type { TransferEvents } from '../transfer/stats.js';
 
 /** What the daemon uses of an Engine (tests substitute fakes). */
-export type EngineLike = Pick<Engine, 'config' | 'sync' | 'plan' | 'provider' | 'journal' | 'setBandwidth' | 'preflight' | 'close'>;
+export type EngineLike = Pick<Engine, 'config' | 'sync' | 'plan' | 'provider' | 'state' | 'setBandwidth' | 'preflight' | 'close'>;
 
 export type EngineFactory = (config: FerryConfig, events: EventEmitter<TransferEvents>) => EngineLike;
 

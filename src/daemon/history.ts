@@ -1,46 +1,66 @@
-// Execution history in `<transfer.stateDir>/executions/`: one JSON file per execution, written
-// atomically (temp file + rename) when it is queued, starts and finishes, so a crash leaves every file
-// whole. Memory holds the executions without their artifact-level logs; one execution's log is read
-// back from its file on request. Retention: the newest `daemon.historyLimit` finished executions.
-import { mkdirSync, readFileSync, readdirSync } from 'node:fs';
-import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+// Execution history, stored in the state database (executions table): a summary per execution for
+// lists, and the whole record with its artifact-level log, written when it is queued, starts and
+// finishes. Memory holds the retained executions without their artifact-level logs; one execution's
+// log is read back from the database on request. Retention: the newest `daemon.historyLimit`
+// finished executions. The executions/ directory of earlier versions (one JSON file per execution)
+// is imported at load, then moved aside.
+import { existsSync, readFileSync, readdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
+import type { ExecutionHistory } from '../state/types.js';
 import { type Execution, FINISHED } from './execution.js';
 
+const LEGACY_DIR = 'executions';
 const FILE = /^(\d+)\.json$/;
 
 export class History {
-  /** Executions by id, without `items` and `deletions` once finished (those stay on disk). */
+  /** Executions by id, without `items` and `deletions` once finished (those stay in the database). */
   private readonly executions = new Map<number, Execution>();
   private readonly writes = new Map<number, Promise<void>>();
   private lastId = 0;
 
-  private constructor(
-    readonly dir: string,
+  constructor(
+    private readonly store: ExecutionHistory,
     private limit: number,
     private readonly logger: Logger,
   ) {}
 
-  /** Opens (creating) the history in `stateDir` and loads it; unreadable files are logged and skipped. */
-  static open(stateDir: string, limit: number, logger: Logger): History {
-    const dir = join(stateDir, 'executions');
-    mkdirSync(dir, { recursive: true });
-    const history = new History(dir, limit, logger);
+  /**
+   * Reads the retained executions (summaries only) from the store, importing first the executions/
+   * directory an earlier version left in `stateDir` (unreadable files are logged and skipped).
+   */
+  async load(stateDir?: string): Promise<void> {
+    if (stateDir) await this.importLegacy(join(stateDir, LEGACY_DIR));
+    this.lastId = Math.max(this.lastId, await this.store.lastExecutionId());
+    for (const row of await this.store.executions()) {
+      // Unfinished executions are kept whole (markInterrupted saves them back whole).
+      const e = FINISHED.has(row.status as Execution['status']) ? (row.summary as Execution) : (((await this.store.execution(row.id))?.detail as Execution | undefined) ?? (row.summary as Execution));
+      this.executions.set(row.id, e);
+      this.lastId = Math.max(this.lastId, row.id);
+    }
+    this.prune();
+  }
+
+  private async importLegacy(dir: string): Promise<void> {
+    if (!existsSync(dir)) return;
+    let imported = 0;
     for (const name of readdirSync(dir)) {
       const m = FILE.exec(name);
       if (!m) continue;
       try {
         const e = JSON.parse(readFileSync(join(dir, name), 'utf8')) as Execution;
         if (typeof e.id !== 'number' || typeof e.rule !== 'string') throw new Error('not an execution record');
-        history.executions.set(e.id, light(e));
-        history.lastId = Math.max(history.lastId, e.id);
+        await this.store.saveExecution({ id: e.id, rule: e.rule, status: e.status, summary: { ...e, items: [], deletions: [] }, detail: e });
+        imported++;
       } catch (err) {
-        logger.warn({ file: join(dir, name), err: (err as Error).message }, 'skipping unreadable history file');
-        history.lastId = Math.max(history.lastId, Number(m[1]));
+        this.logger.warn({ file: join(dir, name), err: (err as Error).message }, 'skipping unreadable history file');
       }
+      this.lastId = Math.max(this.lastId, Number(m[1]));
     }
-    return history;
+    let aside = `${dir}.imported`;
+    for (let i = 1; existsSync(aside); i++) aside = `${dir}.imported.${i}`;
+    renameSync(dir, aside);
+    this.logger.info({ dir, imported, movedTo: aside }, 'imported the execution history into the state database');
   }
 
   setLimit(limit: number): void {
@@ -63,8 +83,8 @@ export class History {
   }
 
   /**
-   * Finished executions of `rule` with their artifact-level logs, newest first, read from disk one at a
-   * time (for the rare look-ups that need old logs, such as which digest a deleted artifact became).
+   * Finished executions of `rule` with their artifact-level logs, newest first, read one at a time
+   * (for the rare look-ups that need old logs, such as which digest a deleted artifact became).
    */
   async *withItems(rule: string): AsyncIterable<Execution> {
     for (const e of this.list()) {
@@ -74,12 +94,13 @@ export class History {
     }
   }
 
-  /** An execution with its artifact-level log, read back from disk. */
+  /** An execution with its artifact-level log, read back from the database. */
   async get(id: number): Promise<Execution | undefined> {
     if (!this.executions.has(id)) return undefined;
     await this.writes.get(id);
     try {
-      return JSON.parse(await readFile(this.file(id), 'utf8')) as Execution;
+      const row = await this.store.execution(id);
+      return (row?.detail as Execution | undefined) ?? this.executions.get(id);
     } catch {
       return this.executions.get(id);
     }
@@ -105,16 +126,11 @@ export class History {
 
   /** Records the execution's current state (asynchronously; writes of one execution never reorder). */
   save(e: Execution): void {
-    const snapshot = JSON.stringify(e);
+    // Serialized now: the runner goes on changing its object.
+    const detail = JSON.parse(JSON.stringify(e)) as Execution;
+    const summary: Execution = { ...detail, items: [], deletions: [] };
     this.executions.set(e.id, FINISHED.has(e.status) ? light(e) : e);
-    const previous = this.writes.get(e.id) ?? Promise.resolve();
-    const next = previous
-      .then(() => writeAtomic(this.file(e.id), snapshot))
-      .catch((err: unknown) => this.logger.error({ execution: e.id, err: (err as Error).message }, 'could not write execution history'))
-      .finally(() => {
-        if (this.writes.get(e.id) === next) this.writes.delete(e.id);
-      });
-    this.writes.set(e.id, next);
+    this.chain(e.id, () => this.store.saveExecution({ id: e.id, rule: e.rule, status: e.status, summary, detail }), 'could not write execution history');
     if (FINISHED.has(e.status)) this.prune();
   }
 
@@ -123,32 +139,28 @@ export class History {
     while (this.writes.size) await Promise.all([...this.writes.values()]);
   }
 
+  private chain(id: number, write: () => Promise<void>, failure: string): void {
+    const previous = this.writes.get(id) ?? Promise.resolve();
+    const next = previous
+      .then(write)
+      .catch((err: unknown) => this.logger.error({ execution: id, err: (err as Error).message }, failure))
+      .finally(() => {
+        if (this.writes.get(id) === next) this.writes.delete(id);
+      });
+    this.writes.set(id, next);
+  }
+
   private prune(): void {
     const finished = this.list().filter((e) => FINISHED.has(e.status));
     for (const e of finished.slice(this.limit)) {
       this.executions.delete(e.id);
-      const previous = this.writes.get(e.id) ?? Promise.resolve();
-      const next = previous.then(() => rm(this.file(e.id), { force: true })).catch(() => undefined);
-      this.writes.set(e.id, next);
-      void next.finally(() => {
-        if (this.writes.get(e.id) === next) this.writes.delete(e.id);
-      });
+      this.chain(e.id, () => this.store.deleteExecutions([e.id]), 'could not prune execution history');
     }
-  }
-
-  private file(id: number): string {
-    return join(this.dir, `${id}.json`);
   }
 }
 
-/** The in-memory copy of a finished execution: the artifact-level log stays on disk. */
+/** The in-memory copy of a finished execution: the artifact-level log stays in the database. */
 function light(e: Execution): Execution {
   if (!FINISHED.has(e.status)) return e;
   return { ...e, items: [], deletions: [] };
-}
-
-async function writeAtomic(file: string, text: string): Promise<void> {
-  const tmp = `${file}.${process.pid}.tmp`;
-  await writeFile(tmp, text);
-  await rename(tmp, file);
 }

@@ -1,8 +1,9 @@
 // `ferry daemon`: the long-lived service. This file is the process side: load the config, start the
 // Daemon, reload on SIGHUP, stop gracefully on SIGTERM/SIGINT, and return the exit code
-// (0 stopped normally, 1 could not start, 2 config unusable for the daemon, 143 SIGTERM, 130 SIGINT).
+// (0 stopped normally, 1 could not start, 2 config unusable for the daemon or its state directory in use, 143 SIGTERM, 130 SIGINT).
 import { ConfigError, loadConfig } from '../config/load.js';
 import type { Logger } from '../log.js';
+import { StateLockedError } from '../state/types.js';
 import { Daemon, type DaemonOptions } from './service.js';
 import { DaemonConfigError } from './settings.js';
 
@@ -27,7 +28,7 @@ export async function runDaemon(opts: RunDaemonOptions): Promise<number> {
     const options: DaemonOptions = { config, stateDir: opts.stateDir, logger, defaultMetrics: true };
     daemon = new Daemon(options);
   } catch (err) {
-    if (err instanceof ConfigError || err instanceof DaemonConfigError) {
+    if (err instanceof ConfigError || err instanceof DaemonConfigError || err instanceof StateLockedError) {
       process.stderr.write(`ferry: ${err.message}\n`);
       return EXIT.invalid;
     }

@@ -6,7 +6,8 @@ import type { AddressInfo } from 'node:net';
 import type { FerryConfig } from '../config/schema.js';
 import { Engine } from '../engine/engine.js';
 import { type Logger, silentLogger } from '../log.js';
-import { Journal } from '../transfer/journal.js';
+import { openState } from '../state/index.js';
+import type { StateStore } from '../state/types.js';
 import type { TransferEvents } from '../transfer/stats.js';
 import { type DaemonView, apiRoutes, statusView } from './api.js';
 import { type Clock, systemClock } from './clock.js';
@@ -24,7 +25,7 @@ import { webhookRoute } from './webhook-route.js';
 
 export interface DaemonOptions {
   config: FerryConfig;
-  /** Overrides transfer.stateDir (journal and history), also for reloaded configs. */
+  /** Overrides transfer.stateDir (the state database), also for reloaded configs. */
   stateDir?: string | undefined;
   logger?: Logger | undefined;
   /** Time source of the scheduler (tests pass a fake one). */
@@ -51,8 +52,8 @@ export class Daemon implements DaemonView {
   readonly startedAt = new Date();
   private readonly engines: EnginePool;
   private readonly events = new EventEmitter<TransferEvents>();
-  /** One resume journal for all engines (they come and go with reloads). */
-  private journal: Journal | undefined;
+  /** One state for the daemon's history and all its engines (they come and go with reloads). */
+  readonly state: StateStore;
   private readonly server: Server;
   private listenAddress: ListenAddress;
   private stopping = false;
@@ -66,14 +67,11 @@ export class Daemon implements DaemonView {
     this.listenAddress = listen;
     this.metrics = new Metrics({ defaultMetrics: opts.defaultMetrics });
     this.metrics.subscribe(this.events);
-    const factory: EngineFactory =
-      opts.createEngine ??
-      ((cfg, events) => {
-        this.journal ??= Journal.open(cfg.transfer.stateDir);
-        return new Engine(cfg, { logger: this.logger, events, journal: this.journal });
-      });
+    // Takes the state directory's lock: a second daemon or sync on it is refused (StateLockedError).
+    this.state = openState({ stateDir: config.transfer.stateDir, logger: this.logger });
+    const factory: EngineFactory = opts.createEngine ?? ((cfg, events) => new Engine(cfg, { logger: this.logger, events, state: this.state }));
     this.engines = new EnginePool(config, factory, this.events, this.logger);
-    this.history = History.open(config.transfer.stateDir, settings.historyLimit, this.logger);
+    this.history = new History(this.state, settings.historyLimit, this.logger);
     this.runner = new Runner(this.engines, this.history, this.logger, {
       onStart: (e) => this.metrics.runStarted(e),
       onFinish: (e) => this.metrics.runFinished(e),
@@ -133,6 +131,7 @@ export class Daemon implements DaemonView {
   async start(): Promise<void> {
     if (this.started) throw new Error('already started');
     this.started = true;
+    await this.history.load(this.config().transfer.stateDir);
     const interrupted = this.history.markInterrupted('the daemon stopped while this run was in progress');
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error) => reject(err);
@@ -199,7 +198,7 @@ export class Daemon implements DaemonView {
       this.server.closeAllConnections();
     });
     await this.engines.close();
-    this.journal?.close();
+    await this.state.close();
     this.logger.info('stopped');
   }
 

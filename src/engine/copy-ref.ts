@@ -1,5 +1,5 @@
 // One artifact from one reference to another (`ferry copy`, the programmatic `Ferry.copy()`): tag or
-// digest, every platform of an index, its referrers; the same copier, journal, blob queue and
+// digest, every platform of an index, its referrers; the same copier, state, blob queue and
 // bandwidth cap as a rule's copies. The callers parse their arguments into ImageRefs (refs.ts).
 import type { RegistryConfig } from '../config/schema.js';
 import type { WorkItem } from '../plan/types.js';
@@ -15,7 +15,7 @@ export interface CopyRefOptions {
   override?: boolean | undefined;
   /**
    * The registries the references name (resolveRef's map: the engine's plus ad-hoc hosts). Those the
-   * engine does not know are reached through a short-lived engine sharing its journal, events and
+   * engine does not know are reached through a short-lived engine sharing its state, events and
    * bandwidth cap. Default: the engine's registries.
    */
   registries?: Record<string, RegistryConfig> | undefined;
@@ -28,7 +28,7 @@ export async function copyRef(engine: Engine, from: ImageRef, to: ImageRef, opts
     if (!registries[ref.registry]) throw new RefError(`unknown registry "${ref.registry}" (defined: ${Object.keys(registries).join(', ') || 'none'})`);
   }
   const adHoc = [from.registry, to.registry].some((name) => !engine.config.registries[name]);
-  const eng = adHoc ? new Engine({ ...engine.config, registries }, { logger: engine.logger, journal: engine.journal, events: engine.events }) : engine;
+  const eng = adHoc ? new Engine({ ...engine.config, registries }, { logger: engine.logger, state: engine.state, events: engine.events }) : engine;
   if (adHoc) eng.setBandwidth(engine.processBucket.bytesPerSecond);
   try {
     const started = new Date();

@@ -7,14 +7,14 @@
 // One rule for both, applied in one place (`deleteIfOurs`): never delete something Ferry did not put
 // there. The destination reference must still resolve to a digest that Ferry's records say this rule
 // pushed there for that source artifact:
-//   - after a listing, the rule's state (what the rule pushed per source tag, see rule-state.ts for the
-//     storage): the destination tag must still hold the digest recorded for it;
+//   - after a listing, the rule's state (what the rule pushed per source tag, stored in the state
+//     database: state/types.ts RuleState): the destination tag must still hold the digest recorded for it;
 //   - for a webhook, the source must first confirm the deletion: it answers 404 for the deleted digest
 //     (for an event without a digest, for the tag), so a late or replayed DELETE after a re-push keeps
 //     the live replica; then the source artifact must pass the rule's filters and map (same plan as a copy) to
 //     that destination repository and tag; the destination digest must be the deleted artifact's, or
 //     what this rule's history says that artifact became (platform filtering, conversion); and the
-//     resume journal must record that Ferry pushed that manifest to that repository.
+//     state must record that Ferry pushed that manifest to that repository.
 // Registries delete manifests by digest, so every destination tag pointing at it goes too, as in
 // Harbor, where deleting an artifact removes all its tags: a sync therefore keeps a candidate whose
 // digest another still-published source tag of the rule maps to.
@@ -23,10 +23,9 @@ import type { RuleConfig } from '../config/schema.js';
 import type { RulePlan } from '../plan/types.js';
 import { registryKey } from '../providers/index.js';
 import type { Provider } from '../providers/types.js';
-import type { Journal } from '../transfer/journal.js';
+import type { DestinationState, PushedTag, RuleState } from '../state/types.js';
 import type { ArtifactResult } from '../transfer/stats.js';
 import type { RuleReport } from './report.js';
-import type { PushedTag, RuleStateFile } from './rule-state.js';
 
 const DIGEST = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/;
 
@@ -56,38 +55,30 @@ export async function deleteIfOurs(
 // ---------------------------------------------------------------------------------------------------
 // After a complete listing (sync)
 
-export interface DeletionCandidate extends PushedTag {
-  sourceRepository: string;
-  sourceTag: string;
-}
+export type DeletionCandidate = PushedTag;
 
 /**
- * Tags this rule pushed whose source tag is gone from a complete listing. `inScope` limits the check to
- * repositories the current run listed (filters, shards): nothing outside it is judged gone.
+ * Tags `rule` pushed to `destination` whose source tag is gone from a complete listing (`seen` holds
+ * "<source repository>:<tag>"). `inScope` limits the check to repositories the current run listed
+ * (filters, shards): nothing outside it is judged gone. Reads the rule's entries page by page; memory
+ * holds only the candidates.
  */
-export function deletionCandidates(
-  state: RuleStateFile,
+export async function deletionCandidates(
+  state: RuleState,
+  rule: string,
+  destination: string,
   seen: Set<string>,
   inScope: (sourceRepository: string) => boolean,
-): { delete: DeletionCandidate[]; keep: { candidate: DeletionCandidate; reason: string }[] } {
-  const gone: DeletionCandidate[] = [];
-  const alive = new Map<string, string>(); // "<dst repo>@<digest>" → a source tag still referencing it
-  for (const [key, pushed] of Object.entries(state.entries)) {
-    const i = key.lastIndexOf(':');
-    const sourceRepository = key.slice(0, i);
-    const sourceTag = key.slice(i + 1);
-    if (!inScope(sourceRepository) || seen.has(key)) {
-      alive.set(`${pushed.repository}@${pushed.digest}`, key);
-      continue;
-    }
-    gone.push({ ...pushed, sourceRepository, sourceTag });
-  }
+): Promise<{ delete: DeletionCandidate[]; keep: { candidate: DeletionCandidate; reason: string }[] }> {
+  const alive = (t: PushedTag) => !inScope(t.sourceRepository) || seen.has(`${t.sourceRepository}:${t.sourceTag}`);
   const result = { delete: [] as DeletionCandidate[], keep: [] as { candidate: DeletionCandidate; reason: string }[] };
-  for (const c of gone) {
+  for await (const pushed of state.pushed(rule, destination)) {
+    if (alive(pushed)) continue;
     // Registries delete manifests, not tags: deleting this digest would take every tag pointing at it.
-    const other = alive.get(`${c.repository}@${c.digest}`);
-    if (other) result.keep.push({ candidate: c, reason: `the same manifest is still published for ${other}` });
-    else result.delete.push(c);
+    const sharing = await state.pushedManifest(rule, destination, pushed.repository, pushed.digest);
+    const other = sharing.find((t) => alive(t) && (t.sourceRepository !== pushed.sourceRepository || t.sourceTag !== pushed.sourceTag));
+    if (other) result.keep.push({ candidate: pushed, reason: `the same manifest is still published for ${other.sourceRepository}:${other.sourceTag}` });
+    else result.delete.push(pushed);
   }
   return result;
 }
@@ -97,13 +88,15 @@ export function deletionCandidates(
  * a tag found already identical ("present") may predate Ferry, and deleteRemote must never delete what
  * the rule did not put there.
  */
-export function recordPushes(state: RuleStateFile, results: readonly ArtifactResult[]): void {
+export async function recordPushes(state: RuleState, rule: string, destination: string, results: Iterable<ArtifactResult>): Promise<void> {
+  const pushed: PushedTag[] = [];
   for (const result of results) {
     if (result.status !== 'copied' || !result.sourceRepository || !result.destinationRepository) continue;
     const digest = result.destinationDigest ?? result.digest;
     if (!digest) continue;
-    for (const tag of result.tags) state.entries[`${result.sourceRepository}:${tag}`] = { repository: result.destinationRepository, tag, digest };
+    for (const tag of result.tags) pushed.push({ sourceRepository: result.sourceRepository, sourceTag: tag, repository: result.destinationRepository, tag, digest });
   }
+  if (pushed.length) await state.recordPushed(rule, destination, pushed);
 }
 
 /**
@@ -113,7 +106,8 @@ export function recordPushes(state: RuleStateFile, results: readonly ArtifactRes
 export async function deleteGoneTags(
   rule: RuleConfig,
   plan: RulePlan,
-  state: RuleStateFile,
+  state: RuleState,
+  destinationKey: string,
   destination: Provider,
   logger: Logger,
 ): Promise<RuleReport['deleted']> {
@@ -130,7 +124,7 @@ export async function deleteGoneTags(
       } else if (outcome.status === 'kept') {
         logger.warn({ rule: rule.name, repository: d.repository, tag: d.tag }, `not deleted: ${outcome.reason}`);
       }
-      delete state.entries[`${d.sourceRepository}:${d.sourceTag}`];
+      if (d.sourceRepository && d.sourceTag) await state.forgetPushed(rule.name, destinationKey, d.sourceRepository, d.sourceTag);
     } catch (err) {
       logger.error({ rule: rule.name, repository: d.repository, tag: d.tag, err: (err as Error).message }, 'delete failed');
     }
@@ -162,7 +156,7 @@ export interface DeletionResult {
 export interface DeletingEngine {
   provider(name: string): Provider;
   plan(rule: RuleConfig, opts: { artifacts: () => { repository: string; digest?: string | undefined; tags: string[]; kind?: 'chart' }[] }): Promise<RulePlan>;
-  readonly journal: Pick<Journal, 'manifest'>;
+  readonly state: Pick<DestinationState, 'knownManifest'>;
 }
 
 /** A rule's finished runs, newest first, with their artifact results (the daemon's history). */
@@ -201,7 +195,7 @@ export async function deleteAtDestination(
           const target = `${rule.destination}/${item.destinationRepository}${DIGEST.test(ref) ? '@' : ':'}${ref}`;
           const outcome = await deleteIfOurs(destination, item.destinationRepository, ref, async (found) => {
             if (!(await expectedDigests(history, rule, req, found)).has(found)) return { ours: false, reason: `the destination holds ${found}, not the deleted artifact` };
-            if (!engine.journal.manifest(key, item.destinationRepository, found)) return { ours: false, reason: 'Ferry has no record of pushing it (not deleting what it did not put there)' };
+            if (!(await engine.state.knownManifest(key, item.destinationRepository, found))) return { ours: false, reason: 'Ferry has no record of pushing it (not deleting what it did not put there)' };
             return { ours: true };
           });
           if (outcome.status === 'deleted') logger.info({ rule: rule.name, source, destination: target, digest: outcome.digest }, 'deleted at the destination (deleted at the source)');

@@ -1,4 +1,4 @@
-// The engine: one configured set of registries, one journal, one blob queue and one bandwidth cap for
+// The engine: one configured set of registries, one state, one blob queue and one bandwidth cap for
 // the life of a process. The CLI runs one sync with it; the daemon keeps it and runs many.
 import { EventEmitter } from 'node:events';
 import PQueue from 'p-queue';
@@ -15,14 +15,14 @@ import { ArtifactCopier, type ManifestHooks } from '../transfer/artifact-copier.
 import { BlobCopier, type UploadStrategy } from '../transfer/blob-copier.js';
 import { ChartMuseumCopier } from '../transfer/charts.js';
 import { ChunkedUpload } from '../transfer/chunked.js';
-import { Journal } from '../transfer/journal.js';
 import { ReferrersCopier, defaultManifestHooks } from '../transfer/referrers.js';
 import { RuleStats, type TransferEvents } from '../transfer/stats.js';
 import { TokenBucket } from '../transfer/throttle.js';
+import { openState } from '../state/index.js';
+import type { StateStore } from '../state/types.js';
 import { type RuleReport, type SyncReport, completePlannedReport, completeRuleReport, startRuleReport, summarize } from './report.js';
 import { inspectPlan } from './plan-details.js';
 import { deleteGoneTags, deletionCandidates, recordPushes } from './delete-remote.js';
-import { RuleState } from './rule-state.js';
 
 /** A registry could not be reached or refused the credentials before anything was copied (exit 3). */
 export class PreflightError extends Error {
@@ -39,18 +39,18 @@ export class UnknownRuleError extends Error {
 
 export interface EngineOptions {
   logger?: Logger | undefined;
-  /** Overrides transfer.stateDir; `false` keeps the journal in memory (tests, one-off copies). */
+  /** Overrides transfer.stateDir; `false` keeps the state in memory (tests, one-off copies). */
   stateDir?: string | false | undefined;
   /**
-   * Dry runs: read what the rules pushed earlier (so the plan can list deleteRemote deletions) from
-   * transfer.stateDir without writing anything there.
+   * Dry runs: read the state of transfer.stateDir (so the plan can list deleteRemote deletions)
+   * without writing anything there and without taking its lock.
    */
   readStateOnly?: boolean | undefined;
   events?: EventEmitter<TransferEvents> | undefined;
   uploadStrategy?: UploadStrategy | undefined;
   hooks?: ManifestHooks | undefined;
-  /** A journal shared with other engines (the daemon's engines across config reloads); not closed by close(). */
-  journal?: Journal | undefined;
+  /** A state shared with other engines (the daemon's engines across config reloads); not closed by close(). */
+  state?: StateStore | undefined;
 }
 
 export interface SyncOptions {
@@ -76,7 +76,8 @@ export class Engine {
   readonly config: FerryConfig;
   readonly logger: Logger;
   readonly events: EventEmitter<TransferEvents>;
-  readonly journal: Journal;
+  /** What Ferry remembers across runs: destinations' blobs and manifests, upload checkpoints, rule state. */
+  readonly state: StateStore;
   /** The process-wide bandwidth cap; `setBandwidth` changes it for transfers in flight too. */
   readonly processBucket: TokenBucket;
   readonly blobs: BlobCopier;
@@ -86,23 +87,20 @@ export class Engine {
   private readonly artifactQueue: PQueue;
   private readonly providers = new Map<string, Provider>();
   private readonly ruleBuckets = new Map<string, TokenBucket>();
-  /** What each rule pushed per source tag (deleteRemote). */
-  private readonly ruleState: RuleState;
-  private readonly ownsJournal: boolean;
+  private readonly ownsState: boolean;
 
   constructor(config: FerryConfig, opts: EngineOptions = {}) {
     this.config = config;
     this.logger = opts.logger ?? silentLogger;
     this.events = opts.events ?? new EventEmitter<TransferEvents>();
-    const stateDir = opts.stateDir === false ? undefined : (opts.stateDir ?? config.transfer.stateDir);
-    this.ruleState = new RuleState(opts.readStateOnly ? (opts.stateDir || config.transfer.stateDir) : stateDir, !!opts.readStateOnly);
-    this.journal = opts.journal ?? Journal.open(stateDir);
-    this.ownsJournal = !opts.journal;
+    const stateDir = opts.readStateOnly ? opts.stateDir || config.transfer.stateDir : opts.stateDir === false ? undefined : (opts.stateDir ?? config.transfer.stateDir);
+    this.state = opts.state ?? openState({ stateDir, readOnly: !!opts.readStateOnly, logger: this.logger });
+    this.ownsState = !opts.state;
     this.processBucket = new TokenBucket(config.transfer.bandwidth);
     this.blobs = new BlobCopier({
       concurrency: config.transfer.concurrency,
       retries: config.transfer.retries,
-      journal: this.journal,
+      state: this.state,
       journalMaxAgeMs: config.transfer.journalMaxAge * 1000,
       processBucket: this.processBucket,
       logger: this.logger,
@@ -112,7 +110,7 @@ export class Engine {
           ? new ChunkedUpload({
               chunkSize: config.transfer.chunkSize,
               resumeThreshold: config.transfer.resumeThreshold,
-              journal: this.journal,
+              state: this.state,
               processBucket: this.processBucket,
               logger: this.logger,
             })
@@ -121,10 +119,10 @@ export class Engine {
       requestTimeoutMs: config.transfer.requestTimeout * 1000,
     });
     // Default hooks: platform filtering (rule `platforms`) and referrers (rule `copyReferrers`).
-    const referrers = new ReferrersCopier({ journal: this.journal, logger: this.logger });
-    this.artifacts = new ArtifactCopier(this.blobs, this.journal, this.logger, opts.hooks ?? defaultManifestHooks({ referrers, logger: this.logger }));
+    const referrers = new ReferrersCopier({ state: this.state, logger: this.logger });
+    this.artifacts = new ArtifactCopier(this.blobs, this.state, this.logger, opts.hooks ?? defaultManifestHooks({ referrers, logger: this.logger }));
     this.charts = new ChartMuseumCopier({
-      journal: this.journal,
+      state: this.state,
       logger: this.logger,
       processBucket: this.processBucket,
       credentials: async (name) => (this.config.registries[name] ? staticCredentials(this.config.registries[name])() : undefined),
@@ -208,8 +206,7 @@ export class Engine {
     });
     if (listed) {
       plan.listed = listed;
-      const state = this.ruleState.load(rule.name, registryKey(rule.destination, destination.config));
-      plan.deletions = deletionCandidates(state, listed, keepRepo).delete;
+      plan.deletions = (await deletionCandidates(this.state, rule.name, registryKey(rule.destination, destination.config), listed, keepRepo)).delete;
     }
     return plan;
   }
@@ -253,10 +250,9 @@ export class Engine {
   /** Remembers what the rule pushed per source tag, then applies deleteRemote (delete-remote.ts). */
   private async recordAndDelete(rule: RuleConfig, plan: RulePlan, stats: RuleStats): Promise<RuleReport['deleted']> {
     const destination = this.provider(rule.destination);
-    const state = this.ruleState.load(rule.name, registryKey(rule.destination, destination.config));
-    recordPushes(state, stats.artifacts);
-    const deleted = await deleteGoneTags(rule, plan, state, destination, this.logger);
-    this.ruleState.save(rule.name, state);
+    const destinationKey = registryKey(rule.destination, destination.config);
+    await recordPushes(this.state, rule.name, destinationKey, stats.artifacts);
+    const deleted = await deleteGoneTags(rule, plan, this.state, destinationKey, destination, this.logger);
     return deleted;
   }
 
@@ -303,7 +299,7 @@ export class Engine {
   async close(): Promise<void> {
     await Promise.all([...this.providers.values()].map((p) => p.close()));
     this.providers.clear();
-    if (this.ownsJournal) this.journal.close();
+    if (this.ownsState) await this.state.close();
   }
 }
 

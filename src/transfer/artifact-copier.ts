@@ -9,7 +9,7 @@ import { RegistryError, UnsupportedContentError } from '../registry/errors.js';
 import { type Descriptor, MediaTypes, type ParsedManifest, artifactKind, parseManifest, sha256Digest } from '../registry/media-types.js';
 import { isOci, toDockerManifest, toDockerManifestList } from './convert.js';
 import type { BlobCopier } from './blob-copier.js';
-import type { Journal } from './journal.js';
+import type { DestinationState } from '../state/types.js';
 import type { ArtifactResult, RuleStats } from './stats.js';
 import type { TokenBucket } from './throttle.js';
 
@@ -71,7 +71,7 @@ export interface ContentCopier {
 export class ArtifactCopier implements ContentCopier {
   constructor(
     private readonly blobs: BlobCopier,
-    private readonly journal: Journal,
+    private readonly state: DestinationState,
     private readonly logger?: Logger,
     private readonly hooks: ManifestHooks = {},
   ) {}
@@ -142,7 +142,7 @@ export class ArtifactCopier implements ContentCopier {
           });
         }
       });
-      this.journal.recordManifest(ctx.destinationKey, item.destinationRepository, target.digest);
+      await this.state.recordManifest(ctx.destinationKey, item.destinationRepository, target.digest);
       // Signatures and attestations sign the OCI digest: they cannot follow a converted manifest.
       const referrers = converted ? undefined : await this.hooks.afterPush?.(ctx, target.digest, this);
       if (converted) this.logger?.warn({ rule: item.rule, source, destinationDigest: target.digest }, 'converted to Docker schema 2: signatures and referrers not copied');
@@ -220,9 +220,9 @@ export class ArtifactCopier implements ContentCopier {
   }
 
   /**
-   * Pushes a manifest. When the registry answers MANIFEST_BLOB_UNKNOWN for blobs that the journal or
+   * Pushes a manifest. When the registry answers MANIFEST_BLOB_UNKNOWN for blobs that the state or
    * this run recorded as present (deleted or garbage-collected at the destination since), forgets
-   * them, copies them again and pushes once more: a stale journal must not fail an artifact forever.
+   * them, copies them again and pushes once more: a stale state must not fail an artifact forever.
    */
   private async pushManifest(ctx: ArtifactContext, content: ParsedManifest, put: () => Promise<unknown>): Promise<void> {
     try {
@@ -230,7 +230,7 @@ export class ArtifactCopier implements ContentCopier {
     } catch (err) {
       if (!(err instanceof RegistryError && err.code === 'MANIFEST_BLOB_UNKNOWN') || content.kind !== 'manifest') throw err;
       this.logger?.warn({ rule: ctx.item.rule, repository: ctx.item.destinationRepository }, 'a blob recorded as present is missing at the destination: copying again');
-      for (const d of [content.config, ...content.layers]) this.blobs.forget(ctx.destinationKey, ctx.item.destinationRepository, d.digest);
+      await Promise.all([content.config, ...content.layers].map((d) => this.blobs.forget(ctx.destinationKey, ctx.item.destinationRepository, d.digest)));
       await this.copyContent(ctx, content);
       await put();
     }
@@ -241,20 +241,20 @@ export class ArtifactCopier implements ContentCopier {
     if (await ctx.destination.headManifest(repo, child.digest, true)) return;
     await this.copyContent(ctx, child.parsed);
     await this.pushManifest(ctx, child.parsed, () => ctx.destination.putManifest(repo, child.digest, child.bytes, child.mediaType));
-    this.journal.recordManifest(ctx.destinationKey, repo, child.digest);
+    await this.state.recordManifest(ctx.destinationKey, repo, child.digest);
   }
 
   private async copyChild(ctx: ArtifactContext, child: Descriptor): Promise<void> {
     const repo = ctx.item.destinationRepository;
     if (await ctx.destination.headManifest(repo, child.digest, true)) {
-      this.journal.recordManifest(ctx.destinationKey, repo, child.digest);
+      await this.state.recordManifest(ctx.destinationKey, repo, child.digest);
       return;
     }
     const manifest = await ctx.source.getManifest(ctx.item.sourceRepository, child.digest);
     const parsed = parseManifest(manifest.bytes, manifest.mediaType || child.mediaType);
     await this.copyContent(ctx, parsed);
     await this.pushManifest(ctx, parsed, () => ctx.destination.putManifest(repo, child.digest, manifest.bytes, manifest.mediaType || child.mediaType));
-    this.journal.recordManifest(ctx.destinationKey, repo, child.digest);
+    await this.state.recordManifest(ctx.destinationKey, repo, child.digest);
   }
 }
 

@@ -12,7 +12,7 @@ import { AuthError, DigestMismatchError, NotFoundError, RegistryError, Unreachab
 import { backoffMs, isNetworkError } from '../registry/http.js';
 import type { Descriptor } from '../registry/media-types.js';
 import { cancelUpload, putMonolithic, startUpload } from '../registry/upload.js';
-import type { Journal } from './journal.js';
+import type { DestinationState } from '../state/types.js';
 import type { RuleStats } from './stats.js';
 import { type TokenBucket, throttled } from './throttle.js';
 import { DigestVerifier } from './verify.js';
@@ -21,7 +21,7 @@ export interface BlobJob {
   source: RegistryClient;
   sourceRepository: string;
   destination: RegistryClient;
-  /** Key of the destination registry in the journal (name@host). */
+  /** Key of the destination registry in the state (name@host). */
   destinationKey: string;
   destinationRepository: string;
   descriptor: Pick<Descriptor, 'digest' | 'size' | 'mediaType'>;
@@ -47,7 +47,7 @@ export interface UploadStrategy {
    */
   resume?(job: BlobJob): Promise<boolean>;
   /** Whether `resume` has a checkpoint to work on for this blob (no request made). */
-  hasCheckpoint?(job: BlobJob): boolean;
+  hasCheckpoint?(job: BlobJob): Promise<boolean>;
   /** True when the strategy cancels (or keeps, to resume) its sessions itself on failure. */
   readonly ownsSession?: boolean;
 }
@@ -63,8 +63,9 @@ export interface VerifiedBody {
 export interface BlobCopierOptions {
   concurrency: number;
   retries: number;
-  journal: Journal;
-  /** Journal entries older than this (ms) are confirmed with a HEAD. 0 = always trust. */
+  /** What the destinations hold, across runs (the state database). */
+  state: DestinationState;
+  /** State entries older than this (ms) are confirmed with a HEAD. 0 = always trust. */
   journalMaxAgeMs: number;
   processBucket: TokenBucket;
   logger?: Logger | undefined;
@@ -147,9 +148,9 @@ export class BlobCopier {
   }
 
   /** Forgets that a blob is in a repository (the registry said otherwise), so the next copy really copies it. */
-  forget(destinationKey: string, repository: string, digest: string): void {
+  async forget(destinationKey: string, repository: string, digest: string): Promise<void> {
     this.landed.get(`${destinationKey}|${digest}`)?.delete(repository);
-    this.opts.journal.forgetBlob(destinationKey, repository, digest);
+    await this.opts.state.forgetBlob(destinationKey, repository, digest);
   }
 
   private async enqueue(job: BlobJob, key: string): Promise<BlobOutcome> {
@@ -168,9 +169,8 @@ export class BlobCopier {
   }
 
   private async process(job: BlobJob, key: string): Promise<BlobOutcome> {
-    const { journal } = this.opts;
     const { digest } = job.descriptor;
-    const journaled = journal.blob(job.destinationKey, job.destinationRepository, digest);
+    const journaled = await this.opts.state.knownBlob(job.destinationKey, job.destinationRepository, digest);
     if (journaled && (this.opts.journalMaxAgeMs === 0 || Date.now() - journaled.at < this.opts.journalMaxAgeMs)) {
       return 'skipped';
     }
@@ -224,23 +224,23 @@ export class BlobCopier {
   }
 
   private async attempt(job: BlobJob, key: string, wasJournaled: boolean): Promise<BlobOutcome> {
-    const { journal } = this.opts;
+    const { state } = this.opts;
     const { digest, size } = job.descriptor;
     const dst = job.destination;
     const repo = job.destinationRepository;
     if (await dst.headBlob(repo, digest)) {
-      journal.recordBlob(job.destinationKey, repo, digest, size);
+      await state.recordBlob(job.destinationKey, repo, digest, size);
       return 'skipped';
     }
-    if (wasJournaled) journal.forgetBlob(job.destinationKey, repo, digest);
+    if (wasJournaled) await state.forgetBlob(job.destinationKey, repo, digest);
 
     // An upload this process or an earlier run checkpointed half-way: finish it.
     const strategy = this.opts.uploadStrategy;
-    if (strategy?.resume && (strategy.hasCheckpoint?.(job) ?? true)) {
+    if (strategy?.resume && ((await strategy.hasCheckpoint?.(job)) ?? true)) {
       job.stats.blobStarted(digest, size);
       try {
         if (await strategy.resume(job)) {
-          journal.recordBlob(job.destinationKey, repo, digest, size);
+          await state.recordBlob(job.destinationKey, repo, digest, size);
           return 'uploaded';
         }
       } finally {
@@ -249,10 +249,10 @@ export class BlobCopier {
     }
 
     // Mount from a repository where this run or an earlier one put the blob.
-    const candidates = [...(this.landed.get(key) ?? []), ...journal.blobLocations(job.destinationKey, digest)].filter((r) => r !== repo);
+    const candidates = [...(this.landed.get(key) ?? []), ...(await state.mountSources(job.destinationKey, digest))].filter((r) => r !== repo);
     const session = await startUpload(dst, repo, candidates[0] ? { digest, from: candidates[0] } : undefined);
     if (session.mounted) {
-      journal.recordBlob(job.destinationKey, repo, digest, size);
+      await state.recordBlob(job.destinationKey, repo, digest, size);
       return 'mounted';
     }
     job.stats.blobStarted(digest, size);
@@ -269,7 +269,7 @@ export class BlobCopier {
     } finally {
       job.stats.blobEnded(digest);
     }
-    journal.recordBlob(job.destinationKey, repo, digest, size);
+    await state.recordBlob(job.destinationKey, repo, digest, size);
     return 'uploaded';
   }
 

@@ -36,7 +36,7 @@ import { headerValue, type HttpResponse } from '../registry/http.js';
 import { type Descriptor, MediaTypes, isValidTag, sha256Digest } from '../registry/media-types.js';
 import { putMonolithic, startUpload } from '../registry/upload.js';
 import { type ArtifactContext, describeError } from './artifact-copier.js';
-import type { Journal } from './journal.js';
+import type { DestinationState } from '../state/types.js';
 import type { ArtifactResult } from './stats.js';
 import { type TokenBucket, takeAll } from './throttle.js';
 
@@ -339,7 +339,7 @@ export function buildHelmOciChart(chart: ChartArchive, provenance?: Buffer): Hel
 // Download and push
 
 export interface ChartMuseumCopierOptions {
-  journal?: Journal | undefined;
+  state?: DestinationState | undefined;
   logger?: Logger | undefined;
   /** Credentials of a source registry by its config name: sent (Basic) to the registry's own host only. */
   credentials?: ((registry: string) => Promise<Credentials | undefined>) | undefined;
@@ -402,7 +402,7 @@ export class ChartMuseumCopier {
       const bytesBefore = ctx.stats.bytes;
       for (const blob of [oci.config, ...oci.layers]) await this.pushBlob(ctx, blob.descriptor, blob.bytes);
       for (const tag of toPush) await ctx.destination.putManifest(item.destinationRepository, tag, oci.manifest, oci.mediaType);
-      this.opts.journal?.recordManifest(ctx.destinationKey, item.destinationRepository, oci.digest);
+      await this.opts.state?.recordManifest(ctx.destinationKey, item.destinationRepository, oci.digest);
       return this.finish(ctx, {
         ...result,
         status: 'copied',

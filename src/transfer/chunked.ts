@@ -6,7 +6,7 @@
 //    stream into its PATCH (nothing is buffered). A failure starts the blob over.
 //  - at or above it ("resumable"): each chunk is first read from the source into one buffer (paced by
 //    the bandwidth cap), hashed, then PATCHed; after every 202 the session URL and the confirmed
-//    offset are journaled (fsync). Why buffer: distribution (and so Harbor and TCR) cancels an upload
+//    offset are checkpointed in the state database. Why buffer: distribution (and so Harbor and TCR) cancels an upload
 //    session as soon as a PATCH is cut mid-body (the stored size no longer matches the offset in the
 //    session state), so a SIGKILL or a reset during a streamed PATCH would lose the whole session.
 //    With buffered chunks a session is exposed only while one chunk is on the wire, and the last
@@ -21,7 +21,7 @@ import type { Logger } from 'pino';
 import { DigestMismatchError, RegistryError } from '../registry/errors.js';
 import { cancelUpload, finishUpload, patchChunk, uploadStatus } from '../registry/upload.js';
 import type { BlobJob, UploadStrategy, VerifiedBody } from './blob-copier.js';
-import type { Journal } from './journal.js';
+import type { DestinationState } from '../state/types.js';
 import { type TokenBucket, effectiveRate, takeAll } from './throttle.js';
 import { hashAlgorithm } from './verify.js';
 
@@ -30,7 +30,7 @@ export interface ChunkedUploadOptions {
   chunkSize: number;
   /** transfer.resumeThreshold: blobs this large get checkpoints and mid-blob resume. */
   resumeThreshold: number;
-  journal: Journal;
+  state: DestinationState;
   /** The process bandwidth bucket (the rule's comes with each job). */
   processBucket: TokenBucket;
   logger?: Logger | undefined;
@@ -98,15 +98,15 @@ export class ChunkedUpload implements UploadStrategy {
   async upload(job: BlobJob, location: URL, open: (start: number) => Promise<VerifiedBody>, session: { minChunkLength?: number | undefined } = {}): Promise<void> {
     if (this.isResumable(job.descriptor.size)) {
       const hash = createHash(hashAlgorithm(job.descriptor.digest));
-      this.opts.journal.checkpointUpload(job.destinationKey, job.destinationRepository, job.descriptor.digest, location.href, 0);
+      await this.opts.state.checkpointUpload(job.destinationKey, job.destinationRepository, job.descriptor.digest, location.href, 0);
       await this.resumable(job, { location, offset: 0, hash, hashed: 0, minChunkLength: session.minChunkLength, fresh: true });
       return;
     }
     await this.streaming(job, location, open, session.minChunkLength);
   }
 
-  hasCheckpoint(job: BlobJob): boolean {
-    return this.sessions.has(sessionKey(job)) || this.opts.journal.upload(job.destinationKey, job.destinationRepository, job.descriptor.digest) !== undefined;
+  async hasCheckpoint(job: BlobJob): Promise<boolean> {
+    return this.sessions.has(sessionKey(job)) || (await this.opts.state.upload(job.destinationKey, job.destinationRepository, job.descriptor.digest)) !== undefined;
   }
 
   /**
@@ -117,13 +117,13 @@ export class ChunkedUpload implements UploadStrategy {
     const key = sessionKey(job);
     const { digest, size } = job.descriptor;
     const memory = this.sessions.get(key);
-    const journaled = this.opts.journal.upload(job.destinationKey, job.destinationRepository, digest);
+    const journaled = await this.opts.state.upload(job.destinationKey, job.destinationRepository, digest);
     const location = memory?.location ?? (journaled ? new URL(journaled.location) : undefined);
     if (!location) return false;
     const status = await uploadStatus(job.destination, job.destinationRepository, location);
     if (!status || status.offset > size) {
       this.opts.logger?.info({ digest, repository: job.destinationRepository }, 'upload session expired or unknown at the destination: starting the blob over');
-      this.forget(job);
+      await this.forget(job);
       if (status) await cancelUpload(job.destination, job.destinationRepository, status.location);
       return false;
     }
@@ -137,9 +137,9 @@ export class ChunkedUpload implements UploadStrategy {
     return true;
   }
 
-  private forget(job: BlobJob): void {
+  private async forget(job: BlobJob): Promise<void> {
     this.sessions.delete(sessionKey(job));
-    this.opts.journal.clearUpload(job.destinationKey, job.destinationRepository, job.descriptor.digest);
+    await this.opts.state.clearUpload(job.destinationKey, job.destinationRepository, job.descriptor.digest);
   }
 
   /** Chunks streamed from the verified body; no buffering, no checkpoints. */
@@ -213,14 +213,14 @@ export class ChunkedUpload implements UploadStrategy {
         location = res.location;
         offset += len;
         this.sessions.set(sessionKey(job), { location, offset, hash: hash.copy() });
-        this.opts.journal.checkpointUpload(job.destinationKey, repo, digest, location.href, offset);
+        await this.opts.state.checkpointUpload(job.destinationKey, repo, digest, location.href, offset);
         job.signal?.throwIfAborted();
       }
       await finishUpload(job.destination, repo, location, digest);
       this.sessions.delete(sessionKey(job));
     } catch (err) {
       if (!keepsSession(err)) {
-        this.forget(job);
+        await this.forget(job).catch(() => undefined); // the copy's own error is the one to report
         if (!(err instanceof UploadSessionLostError)) await cancelUpload(job.destination, repo, location);
       }
       throw err;

@@ -24,7 +24,7 @@ import type { RegistryClient } from '../registry/client.js';
 import { NotFoundError } from '../registry/errors.js';
 import { type Descriptor, MediaTypes, type ParsedManifest, parseManifest, sha256Digest } from '../registry/media-types.js';
 import type { ArtifactContext, ContentCopier, ManifestHooks } from './artifact-copier.js';
-import type { Journal } from './journal.js';
+import type { DestinationState } from '../state/types.js';
 import { filterIndex, parsePlatformPattern } from './platforms.js';
 import type { RuleStats } from './stats.js';
 
@@ -35,7 +35,7 @@ export const COSIGN_SUFFIXES = ['sig', 'att', 'sbom'] as const;
 export const REFERRER_TAG = /^sha256-[0-9a-f]{64}(?:\.(?:sig|att|sbom))?$/;
 
 export interface ReferrersCopierOptions {
-  journal?: Journal | undefined;
+  state?: DestinationState | undefined;
   logger?: Logger | undefined;
   /** How deep referrers of referrers are followed (default 8). */
   maxDepth?: number | undefined;
@@ -205,7 +205,7 @@ export class ReferrersCopier {
     const parsed = parseManifest(m.bytes, m.mediaType);
     await content.copyContent(ctx, parsed);
     const put = await ctx.destination.putManifest(repo, tag, m.bytes, m.mediaType);
-    this.opts.journal?.recordManifest(ctx.destinationKey, repo, m.digest);
+    await this.opts.state?.recordManifest(ctx.destinationKey, repo, m.digest);
     // A tagged manifest may carry a subject too (cosign in OCI 1.1 mode): keep it discoverable.
     if (parsed.subject && !put.ociSubject) await this.addToFallback(ctx, parsed.subject.digest, referrerDescriptor(m.bytes, m.mediaType, parsed));
     return { digest: m.digest, pushed: true };
@@ -231,7 +231,7 @@ export class ReferrersCopier {
     const mediaType = m.mediaType || listed.mediaType;
     await content.copyContent(ctx, parsed);
     const put = await ctx.destination.putManifest(repo, listed.digest, m.bytes, mediaType);
-    this.opts.journal?.recordManifest(ctx.destinationKey, repo, listed.digest);
+    await this.opts.state?.recordManifest(ctx.destinationKey, repo, listed.digest);
     run.destinationApi.set(ctx.destinationKey, !!put.ociSubject);
     if (!put.ociSubject) await this.addToFallback(ctx, subject, referrerDescriptor(m.bytes, mediaType, parsed, listed));
     return { digest: listed.digest, pushed: true };

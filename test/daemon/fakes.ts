@@ -81,7 +81,7 @@ export class FakeEngine implements EngineLike {
     readonly events: EventEmitter<TransferEvents>,
   ) {}
 
-  journal = { manifest: () => undefined } as unknown as EngineLike['journal'];
+  state = { knownManifest: async () => undefined } as unknown as EngineLike['state'];
 
   async sync(opts: SyncOptions = {}): Promise<SyncReport> {
     const rule = opts.rules![0]!;

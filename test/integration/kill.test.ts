@@ -6,14 +6,14 @@
 // neither `npm run build` nor a type-clean tree, and starts in about a second. Bytes sent are
 // counted by a proxy in front of the destination (a SIGKILLed run writes no report).
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { SyncReport } from '../../src/engine/report.js';
 import { Engine } from '../../src/engine/engine.js';
 import { type TestImage, type TestProxy, type TestRegistry, buildImage, getBlob, getManifest, listTags, pushImage, sha256, startProxy, startRegistry } from '../helpers/index.js';
-import { tempDir, transferConfig, waitFor } from './transfer-fixtures.js';
+import { readCheckpoint, tempDir, transferConfig, waitFor } from './transfer-fixtures.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CLI = join(ROOT, 'test/integration/fixtures/ferry-cli.ts');
@@ -81,24 +81,13 @@ function ferry(...args: string[]): Run {
   return { child, stdout: () => out, stderr: () => err, exit };
 }
 
-/** Highest offset journaled for the big layer's upload session. */
+/** Offset checkpointed in the state database for the big layer's upload session. */
 function checkpoint(stateDir: string): number {
-  let text = '';
   try {
-    text = readFileSync(join(stateDir, 'journal.jsonl'), 'utf8');
+    return readCheckpoint(stateDir, undefined, image.layers[0]!.digest)?.offset ?? 0;
   } catch {
-    return 0;
+    return 0; // the database is being created
   }
-  let max = 0;
-  for (const line of text.split('\n')) {
-    if (!line.includes('"t":"u"') || !line.includes(image.layers[0]!.digest)) continue;
-    try {
-      max = Math.max(max, (JSON.parse(line) as { off: number }).off);
-    } catch {
-      // torn line
-    }
-  }
-  return max;
 }
 
 const uploadsInFlight = () => dst.requests.some((r) => r.method === 'PATCH' && r.status === undefined);
@@ -134,7 +123,7 @@ describe('ferry sync interrupted', () => {
   it('by SIGKILL half-way, then rerun: identical destination, at most 10% more bytes than one clean run', async () => {
     const { file, stateDir } = writeConfig('killed', { bandwidth: '2MB/s' });
     const first = ferry('sync', '--config', file, '--output', 'json');
-    // Kill just after a chunk was confirmed and journaled, while the next one is being read from the
+    // Kill just after a chunk was confirmed and checkpointed, while the next one is being read from the
     // source: what a kill at a random moment hits nearly always (a chunk is on the wire only briefly).
     await waitFor(() => checkpoint(stateDir) >= BIG * 0.45 && !uploadsInFlight(), 30_000, `half of the big layer (stderr: ${first.stderr().slice(-2000)})`);
     first.child.kill('SIGKILL');

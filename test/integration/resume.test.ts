@@ -1,12 +1,10 @@
 // Copy by chunk, mid-blob resume and the journal, against real registries (distribution 2.8) with
 // counting proxies in front of the source and the destination.
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { FerryConfig } from '../../src/config/schema.js';
 import { Engine } from '../../src/engine/engine.js';
-import { Journal } from '../../src/transfer/journal.js';
+import { openState } from '../../src/state/index.js';
 import {
   type TestImage,
   type TestProxy,
@@ -22,7 +20,7 @@ import {
   startProxy,
   startRegistry,
 } from '../helpers/index.js';
-import { tempDir, transferConfig, uploadRequests, waitFor } from './transfer-fixtures.js';
+import { readCheckpoint, tempDir, transferConfig, uploadRequests, waitFor } from './transfer-fixtures.js';
 
 let source: TestRegistry;
 let destination: TestRegistry;
@@ -104,9 +102,22 @@ describe('copy by chunk', () => {
     }
   });
 
-  it('checkpoints each confirmed chunk of a large blob in the journal and clears it when the blob is done', async () => {
+  it('checkpoints each confirmed chunk of a large blob in the state and clears it when the blob is done', async () => {
     const stateDir = tempDir('ferry-chunk-state-');
     const engine = new Engine(config('c2', ['chunk/big'], { chunkSize: '128KiB', resumeThreshold: '256KiB' }), { stateDir });
+    // Every state write, in order (the database keeps only the last checkpoint of a session).
+    const lines: { t: string; d: string; off?: number; loc?: string }[] = [];
+    const { state } = engine;
+    const checkpointUpload = state.checkpointUpload.bind(state);
+    const recordBlob = state.recordBlob.bind(state);
+    state.checkpointUpload = async (reg, repo, d, loc, off) => {
+      await checkpointUpload(reg, repo, d, loc, off);
+      lines.push({ t: 'u', d, off, loc });
+    };
+    state.recordBlob = async (reg, repo, d, size) => {
+      await recordBlob(reg, repo, d, size);
+      lines.push({ t: 'b', d });
+    };
     try {
       const report = await engine.sync();
       expect(report.rules[0]!.artifacts.copied).toBe(1);
@@ -114,18 +125,14 @@ describe('copy by chunk', () => {
     } finally {
       await engine.close();
     }
-    const lines = readFileSync(join(stateDir, 'journal.jsonl'), 'utf8')
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l) as { t: string; d: string; off?: number; loc?: string });
     const checkpoints = lines.filter((l) => l.t === 'u' && l.d === bigLayer().digest);
     expect(checkpoints.map((c) => c.off)).toEqual(Array.from({ length: Math.ceil(BIG / 131_072) + 1 }, (_, i) => Math.min(i * 131_072, BIG)));
     expect(checkpoints.every((c) => c.loc?.startsWith(dst.url))).toBe(true);
     expect(lines.findLastIndex((l) => l.t === 'b' && l.d === bigLayer().digest)).toBeGreaterThan(lines.findLastIndex((l) => l.t === 'u'));
-    const reopened = Journal.open(stateDir);
-    expect(reopened.upload(dstKey(), 'c2/chunk/big', bigLayer().digest)).toBeUndefined();
-    expect(reopened.blob(dstKey(), 'c2/chunk/big', bigLayer().digest)).toBeDefined();
-    reopened.close();
+    const reopened = openState({ stateDir });
+    expect(await reopened.upload(dstKey(), 'c2/chunk/big', bigLayer().digest)).toBeUndefined();
+    expect(await reopened.knownBlob(dstKey(), 'c2/chunk/big', bigLayer().digest)).toBeDefined();
+    await reopened.close();
   });
 
   it('names transfer.chunkSize when the registry refuses chunked uploads, and commits nothing', async () => {
@@ -200,7 +207,7 @@ describe('mid-blob resume', () => {
     const controller = new AbortController();
     try {
       const run = engine.sync({ signal: controller.signal });
-      await waitFor(() => (engine.journal.upload(dstKey(), `${namespace}/chunk/big`, layer.digest)?.offset ?? 0) >= atLeast, 10_000, 'a checkpoint');
+      await waitFor(() => (readCheckpoint(stateDir, `${namespace}/chunk/big`, layer.digest)?.offset ?? 0) >= atLeast, 10_000, 'a checkpoint');
       controller.abort(new Error('test interruption'));
       const report = await run;
       expect(report.status).toBe('cancelled');
@@ -208,9 +215,7 @@ describe('mid-blob resume', () => {
     } finally {
       await engine.close();
     }
-    const journal = Journal.open(stateDir);
-    const checkpoint = journal.upload(dstKey(), `${namespace}/chunk/big`, layer.digest);
-    journal.close();
+    const checkpoint = await readState(stateDir, (s) => s.upload(dstKey(), `${namespace}/chunk/big`, layer.digest));
     expect(checkpoint).toBeDefined();
     expect(await headBlob(destination, `${namespace}/chunk/big`, layer.digest)).toBe(false);
     return checkpoint!.offset;
@@ -247,9 +252,7 @@ describe('mid-blob resume', () => {
   it('starts the blob over when the upload session expired in the meantime', async () => {
     const stateDir = tempDir('ferry-resume-state-');
     await interruptedRun('r3', stateDir, 300_000);
-    const journal = Journal.open(stateDir);
-    const checkpoint = journal.upload(dstKey(), 'r3/chunk/big', bigLayer().digest)!;
-    journal.close();
+    const checkpoint = (await readState(stateDir, (s) => s.upload(dstKey(), 'r3/chunk/big', bigLayer().digest)))!;
     // The registry forgets the session (as purging would).
     const del = await request(checkpoint.location, { method: 'DELETE' });
     await del.body.dump();
@@ -333,3 +336,13 @@ describe('bandwidth through the engine', () => {
     await expectSameImage('bw/chunk/big', '1', big);
   });
 });
+
+/** Opens the state of `stateDir`, reads with `fn`, closes it (and its lock). */
+async function readState<T>(stateDir: string, fn: (s: ReturnType<typeof openState>) => Promise<T>): Promise<T> {
+  const s = openState({ stateDir });
+  try {
+    return await fn(s);
+  } finally {
+    await s.close();
+  }
+}

@@ -2,12 +2,12 @@
 import { describe, expect, it } from 'vitest';
 import type { RegistryClient } from '../../src/registry/client.js';
 import { BlobCopier, type BlobJob } from '../../src/transfer/blob-copier.js';
-import { Journal } from '../../src/transfer/journal.js';
+import { openState } from '../../src/state/index.js';
 import { RuleStats } from '../../src/transfer/stats.js';
 import { TokenBucket } from '../../src/transfer/throttle.js';
 
 function copier(): { copier: BlobCopier; calls: string[] } {
-  const c = new BlobCopier({ concurrency: 8, retries: 0, journal: Journal.open(undefined), journalMaxAgeMs: 0, processBucket: new TokenBucket(0) });
+  const c = new BlobCopier({ concurrency: 8, retries: 0, state: openState(), journalMaxAgeMs: 0, processBucket: new TokenBucket(0) });
   const calls: string[] = [];
   // Stand in for the network part: record which repository each real copy/mount targets.
   (c as unknown as { process: (job: BlobJob) => Promise<string> }).process = async (job: BlobJob) => {
