@@ -67,7 +67,7 @@ export function buildProgram(run: { code: number }): Command {
     .option('-r, --rule <name>', 'run only this rule (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--dry-run', 'list the planned copies and copy nothing')
     .addOption(outputOption())
-    .option('--state-dir <dir>', 'resume journal and history (overrides transfer.stateDir; default $FERRY_STATE_DIR)')
+    .option('--state-dir <dir>', 'the state database directory (overrides transfer.stateDir; default $FERRY_STATE_DIR)')
     .option('--shard <i/n>', 'copy only shard i of n (0-based: 0..n-1), split by a stable hash of the source repository path; or FERRY_SHARD=i/n')
     .option('--shards <n>', 'split into n shards and take this process\'s index from JOB_COMPLETION_INDEX (Kubernetes Indexed Job) or FERRY_SHARD')
     .option('-q, --quiet', 'no progress display (TTY) or progress log lines')
@@ -167,7 +167,7 @@ export function buildProgram(run: { code: number }): Command {
     .command('daemon')
     .description('run as a service: schedules, Harbor webhooks, HTTP API, metrics')
     .option('-c, --config <file>', 'config file (YAML)')
-    .option('--state-dir <dir>', 'resume journal and history (overrides transfer.stateDir; default $FERRY_STATE_DIR)')
+    .option('--state-dir <dir>', 'the state database directory (overrides transfer.stateDir; default $FERRY_STATE_DIR)')
     .action(async (opts: GlobalOptions) => {
       const logger = createLogger(program.opts<{ logLevel: string }>().logLevel);
       const file = opts.config;

@@ -2,7 +2,7 @@
 // copy starts, copies in flight go on for up to `transfer.gracePeriod` seconds, then they are aborted
 // (resumable chunked uploads keep their checkpoint, see chunked.ts); the command still writes its
 // report and exits 130 (SIGINT) or 143 (SIGTERM). A second signal exits at once with that code:
-// the journal is fsynced record by record, so nothing already done is lost.
+// every finished blob is committed to the state database before what depends on it, so nothing already done is lost.
 import type { Logger } from 'pino';
 
 export const SignalExitCode: Record<'SIGINT' | 'SIGTERM', number> = { SIGINT: 130, SIGTERM: 143 };
@@ -34,7 +34,7 @@ export async function withGracefulSignals<T>(
   const onSignal = (sig: NodeJS.Signals) => {
     const code = sig === 'SIGINT' ? SignalExitCode.SIGINT : SignalExitCode.SIGTERM;
     if (received) {
-      logger.warn({ signal: sig }, 'second signal: exiting now (finished blobs are journaled; the next run resumes)');
+      logger.warn({ signal: sig }, 'second signal: exiting now (finished blobs are recorded in the state; the next run resumes)');
       (opts.exitNow ?? ((c: number) => process.exit(c)))(code);
       return;
     }

@@ -184,7 +184,7 @@ export class Runner {
   /**
    * Stops: queued runs are marked interrupted (run again on restart); running ones start no new
    * artifact or blob copy, get `graceMs` for the copies in flight, then are aborted; they end
-   * interrupted too, and the next start continues them from the journal.
+   * interrupted too, and the next start continues them from the state.
    */
   async shutdown(graceMs: number): Promise<void> {
     this.draining = true;

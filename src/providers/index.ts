@@ -83,7 +83,7 @@ export function createProvider(name: string, config: RegistryConfig, opts: Provi
   }
 }
 
-/** The journal key of a destination: its name and host, so a config pointing a name elsewhere starts fresh. */
+/** The state key of a destination: its name and host, so a config pointing a name elsewhere starts fresh. */
 export function registryKey(name: string, config: RegistryConfig): string {
   return `${name}@${new URL(config.url).host}`;
 }

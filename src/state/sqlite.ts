@@ -26,6 +26,18 @@ import type { PushedTag, Recorded, StateInfo, StateStore, StoredExecution, Uploa
 export const DB_FILE = 'ferry.db';
 
 const BATCH = 256;
+
+/** Open stores: a process.exit() (a second Ctrl-C) still commits what they have queued. */
+const open = new Set<SqliteState>();
+let exitHook = false;
+function track(state: SqliteState): void {
+  open.add(state);
+  if (exitHook) return;
+  exitHook = true;
+  process.once('exit', () => {
+    for (const s of open) s.commitQueued();
+  });
+}
 const PAGE = 1000;
 
 export interface SqliteStateOptions {
@@ -59,6 +71,12 @@ export class SqliteState implements StateStore {
     this.logger = logger;
     this.lock = lock;
     this.s = prepare(db);
+    if (!info.readOnly) track(this);
+  }
+
+  /** Commits queued writes now (process exit). */
+  commitQueued(): void {
+    if (!this.closed) this.commit();
   }
 
   /** An in-memory database (tests, one-off copies, dry runs without a state directory). */
@@ -155,6 +173,7 @@ export class SqliteState implements StateStore {
     if (this.closed) return;
     this.commit();
     this.closed = true;
+    open.delete(this);
     this.db.close();
     this.lock?.release();
   }

@@ -156,7 +156,7 @@ describe('ferry CLI', () => {
       const port = await getFreePort(); // nothing listens there
       const file = writeConfig('unreachable.yaml', baseConfig({ dstUrl: `http://127.0.0.1:${port}` }));
       const res = await runFerry(['sync', '--config', file], { env });
-      expect(res.code).toBe(3);
+      expect(res.code, res.stderr).toBe(3);
       expect(res.stderr).toMatch(/registry check failed:\n\s+dst: /);
     });
   });
