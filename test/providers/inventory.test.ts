@@ -1,0 +1,112 @@
+// #11 item 4: bulk tag inventories. A no-op rerun compares the digests of the source's and the
+// destination's bulk listings instead of a HEAD per tag; between two products that have them it costs
+// at most 1 request per 50 tags on each side. Counted at the stubs, which answer in the vendors'
+// published shapes (Harbor API v2.0 swagger, TCR DescribeImages, SWR tag listing).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { registrySchema } from '../../src/config/schema.js';
+import { createProvider } from '../../src/providers/index.js';
+import type { Provider, TagInventoryEntry } from '../../src/providers/types.js';
+import { startSwrStub, startTcrStub, type SwrStub, type TcrStub } from '../helpers/cloud-stubs.js';
+import { startHarborStub, type HarborStub } from '../helpers/harbor-stub.js';
+
+const REPOS = 8;
+const TAGS = 120; // per repository: more than one page everywhere
+const transfer = { retries: 0, requestTimeout: 10, concurrency: 4 };
+const TC = { secretId: 'AKIDinventory', secretKey: 'tcr-inventory-key', region: 'ap-guangzhou', instanceId: 'tcr-inv00001' };
+const HW = { accessKey: 'HWINVENTORYAK0000001', secretKey: 'hw-inventory-sk', region: 'eu-de' };
+
+const repoName = (r: number) => `team/app-${r}`;
+const digestOf = (r: number, t: number) => `sha256:${(r * 1000 + t).toString(16).padStart(64, '0')}`;
+const timeOf = (t: number) => new Date(Date.UTC(2024, 0, 1) + t * 60_000).toISOString();
+
+async function inventory(provider: Provider, repository: string): Promise<Map<string, TagInventoryEntry>> {
+  expect(provider.listTagInventory).toBeTypeOf('function');
+  const out = new Map<string, TagInventoryEntry>();
+  for await (const e of provider.listTagInventory!(repository)) out.set(e.tag, e);
+  return out;
+}
+
+/** The rerun's comparison: tags whose digest differs at the destination or that are missing there. */
+async function differences(source: Provider, destination: Provider, repository: string): Promise<string[]> {
+  const [src, dst] = await Promise.all([inventory(source, repository), inventory(destination, repository)]);
+  return [...src.values()].filter((e) => dst.get(e.tag)?.digest !== e.digest).map((e) => e.tag);
+}
+
+let harbor: HarborStub;
+let tcr: TcrStub;
+let swr: SwrStub;
+let providers: Record<'harbor' | 'tcr' | 'swr', Provider>;
+
+beforeAll(async () => {
+  // Harbor: two tags on every other artifact, so tags and artifacts differ in number.
+  const artifacts = [];
+  for (let r = 0; r < REPOS; r++) {
+    for (let t = 0; t < TAGS; t += 2) {
+      artifacts.push({ repository: repoName(r), digest: digestOf(r, t), pushTime: timeOf(t), tags: [`v${t}`, `v${t + 1}`] });
+    }
+  }
+  // The clouds: each tag its own image entry, pointing at the same digests.
+  const tagsOf = (r: number) => Array.from({ length: TAGS }, (_, t) => ({ tag: `v${t}`, digest: digestOf(r, t - (t % 2)), updateTime: timeOf(t), updated: timeOf(t) }));
+  const byRepo = Object.fromEntries(Array.from({ length: REPOS }, (_, r) => [repoName(r), tagsOf(r)]));
+  harbor = await startHarborStub({ maxPageSize: 100, artifacts });
+  tcr = await startTcrStub({ ...TC, images: byRepo });
+  swr = await startSwrStub({ ...HW, repos: byRepo });
+  providers = {
+    harbor: createProvider('harbor', registrySchema.parse({ url: harbor.url, kind: 'harbor' }), { transfer }),
+    tcr: createProvider('tcr', registrySchema.parse({ url: 'https://inv.tencentcloudcr.com', kind: 'tcr', tcr: { ...TC, apiEndpoint: tcr.url } }), { transfer }),
+    swr: createProvider('swr', registrySchema.parse({ url: 'https://swr.eu-de.otc.t-systems.com', kind: 'swr', swr: { ...HW, cloud: 'otc', apiEndpoint: swr.url, iamEndpoint: swr.url } }), { transfer }),
+  };
+});
+afterAll(async () => {
+  await Promise.all(Object.values(providers ?? {}).map((p) => p.close()));
+  await Promise.all([harbor?.close(), tcr?.close(), swr?.close()]);
+});
+
+describe('no-op comparison from bulk inventories', () => {
+  const pairs = [
+    ['harbor', 'tcr'],
+    ['harbor', 'swr'],
+    ['tcr', 'harbor'],
+    ['swr', 'harbor'],
+  ] as const;
+
+  it.each(pairs)('%s -> %s: nothing differs, at most 1 request per 50 tags on each side', async (from, to) => {
+    const count = {
+      harbor: () => harbor.requests.length,
+      tcr: () => tcr.requests.length,
+      swr: () => swr.requests.length,
+    };
+    const before = { from: count[from](), to: count[to]() };
+    for (let r = 0; r < REPOS; r++) expect(await differences(providers[from], providers[to], repoName(r))).toEqual([]);
+    const tags = REPOS * TAGS;
+    const used = { from: count[from]() - before.from, to: count[to]() - before.to };
+    expect(used.from).toBeGreaterThan(0);
+    expect(used.from).toBeLessThanOrEqual(tags / 50);
+    expect(used.to).toBeLessThanOrEqual(tags / 50);
+  });
+
+  it('finds a tag moved at the destination and a tag missing there', async () => {
+    const moved = tcr.images.get(repoName(0))!;
+    tcr.images.set(repoName(0), [{ ...moved[0]!, digest: digestOf(9, 9) }, ...moved.slice(2)]);
+    try {
+      expect(await differences(providers.harbor, providers.tcr, repoName(0))).toEqual(['v0', 'v1']);
+    } finally {
+      tcr.images.set(repoName(0), moved);
+    }
+  });
+
+  it('gives push times and sizes where the product has them; an absent repository is empty', async () => {
+    const h = await inventory(providers.harbor, repoName(1));
+    expect(h.get('v4')).toMatchObject({ digest: digestOf(1, 4), pushedAt: timeOf(4), mediaType: 'application/vnd.oci.image.manifest.v1+json' });
+    expect((await inventory(providers.tcr, repoName(1))).get('v4')).toMatchObject({ digest: digestOf(1, 4), pushedAt: timeOf(4), size: 1234 });
+    expect((await inventory(providers.swr, repoName(1))).get('v4')).toMatchObject({ digest: digestOf(1, 4), pushedAt: timeOf(4), size: 1234 });
+    for (const p of Object.values(providers)) expect((await inventory(p, 'team/absent')).size).toBe(0);
+  });
+
+  it('is absent without API keys (the engine then HEADs per tag)', () => {
+    const plainTcr = createProvider('t', registrySchema.parse({ url: 'https://x.tencentcloudcr.com', kind: 'tcr', username: 'u', password: 'p' }), { transfer });
+    const plainSwr = createProvider('s', registrySchema.parse({ url: 'https://swr.eu-de.otc.t-systems.com', kind: 'swr', username: 'u', password: 'p' }), { transfer });
+    const generic = createProvider('g', registrySchema.parse({ url: 'https://registry.example' }), { transfer });
+    expect([plainTcr.listTagInventory, plainSwr.listTagInventory, generic.listTagInventory]).toEqual([undefined, undefined, undefined]);
+  });
+});
