@@ -7,8 +7,15 @@ import type { Engine } from '../engine/engine.js';
 import type { Logger } from '../log.js';
 import type { TransferEvents } from '../transfer/stats.js';
 
-/** What the daemon uses of an Engine (tests substitute fakes). */
-export type EngineLike = Pick<Engine, 'config' | 'sync' | 'plan' | 'provider' | 'state' | 'setBandwidth' | 'preflight' | 'close'>;
+/**
+ * What the daemon uses of an Engine (tests substitute fakes). `resetRunCaches` drops what one run
+ * remembers (the blob copier's dedup maps, registry tokens); the pool calls it whenever no run is using
+ * the engine, so a long-lived daemon does not grow them without end. Optional: the caches' owners
+ * implement it on Engine.
+ */
+export type EngineLike = Pick<Engine, 'config' | 'sync' | 'plan' | 'provider' | 'state' | 'setBandwidth' | 'preflight' | 'close'> & {
+  resetRunCaches?: () => void;
+};
 
 export type EngineFactory = (config: FerryConfig, events: EventEmitter<TransferEvents>) => EngineLike;
 
@@ -56,6 +63,9 @@ export class EnginePool {
         if (released) return;
         released = true;
         slot.users--;
+        // Runs that overlap share the caches (a blob copied by one is not sent again by the other);
+        // once none is left, the next run starts with empty ones.
+        if (slot.users === 0 && !slot.retired) this.resetCaches(slot);
         this.closeIfIdle(slot);
       },
     };
@@ -87,6 +97,14 @@ export class EnginePool {
     const slot: Slot = { engine: this.factory(config, this.events), users: 0, retired: false };
     this.slots.add(slot);
     return slot;
+  }
+
+  private resetCaches(slot: Slot): void {
+    try {
+      slot.engine.resetRunCaches?.();
+    } catch (err) {
+      this.logger.warn({ err: (err as Error).message }, 'resetting the engine caches failed');
+    }
   }
 
   private closeIfIdle(slot: Slot): void {

@@ -30,6 +30,8 @@ export interface Execution {
   rule: string;
   /** What started it; more than one when triggers arrived while it was queued (they merge). */
   triggers: TriggerInfo[];
+  /** Triggers merged in but no longer listed (a burst: `triggers` keeps the first and the newest). */
+  droppedTriggers?: number | undefined;
   status: ExecutionStatus;
   queuedAt: string;
   startedAt?: string | undefined;

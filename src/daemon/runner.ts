@@ -1,15 +1,25 @@
 // Runs rules: never two runs of one rule at once. A trigger that arrives while the rule runs queues
 // exactly one follow-up run; later triggers merge into that follow-up (a full run absorbs webhook
-// artifacts; webhook artifacts and deletions accumulate, the later event winning for one artifact).
+// artifacts; webhook artifacts and deletions accumulate, the later event winning for one tag).
+// Bursts stay bounded: a follow-up lists at most MAX_TRIGGERS triggers (the first and the newest) and
+// MAX_EVENT_WORK artifacts plus deletions (beyond that it becomes a full run of the rule), and its
+// history record is written at most once per SAVE_DEBOUNCE_MS while triggers keep arriving.
 import type { RuleConfig } from '../config/schema.js';
 import type { RuleReport } from '../engine/report.js';
 import type { Logger } from '../log.js';
 import type { SourceArtifact } from '../plan/types.js';
 import type { ArtifactResult, BlobCounts } from '../transfer/stats.js';
-import type { EnginePool } from './engines.js';
+import type { EngineLike, EnginePool } from './engines.js';
 import { type DeleteRequest, type Execution, type RunRequest, type TriggerInfo, emptyExecution } from './execution.js';
 import type { History } from './history.js';
 import { deleteAtDestination } from '../engine/delete-remote.js';
+
+/** Triggers an execution lists; beyond that the oldest merged ones (never the first) are counted only. */
+export const MAX_TRIGGERS = 100;
+/** Webhook artifacts plus deletions a follow-up holds; more turn it into a full run of the rule. */
+export const MAX_EVENT_WORK = 5000;
+/** A queued follow-up that triggers keep merging into is written to the history at most this often. */
+export const SAVE_DEBOUNCE_MS = 1000;
 
 /** Why a run was aborted: by the API (cancelled) or by a shutdown (interrupted, resumed on restart). */
 class StopReason extends Error {
@@ -58,6 +68,8 @@ export interface TriggerResult {
 export class Runner {
   private readonly active = new Map<string, Active>();
   private readonly queued = new Map<string, Execution>();
+  /** Debounced history writes of queued follow-ups, by execution id. */
+  private readonly pendingSaves = new Map<number, NodeJS.Timeout>();
   private draining = false;
 
   constructor(
@@ -72,10 +84,17 @@ export class Runner {
     if (this.draining) throw new Error('the daemon is shutting down');
     const waiting = this.queued.get(rule);
     if (waiting) {
-      waiting.triggers.push(trigger);
-      waiting.request = mergeRequests(waiting.request, request);
-      this.history.save(waiting);
-      this.logger.info({ rule, execution: waiting.id, trigger: trigger.type }, 'trigger merged into the queued follow-up run');
+      addTrigger(waiting, trigger);
+      const merged = mergeRequests(waiting.request, request);
+      if (!merged.full && merged.artifacts.length + merged.deletions.length > MAX_EVENT_WORK) {
+        this.logger.warn({ rule, execution: waiting.id, artifacts: merged.artifacts.length, deletions: merged.deletions.length }, 'too many webhook artifacts queued: the follow-up runs the whole rule instead');
+        waiting.errors = [...waiting.errors, `more than ${MAX_EVENT_WORK} webhook artifacts and deletions queued: ran the whole rule instead`];
+        waiting.request = { full: true, artifacts: [], deletions: [] };
+      } else {
+        waiting.request = merged;
+      }
+      this.saveSoon(waiting);
+      this.logger.debug({ rule, execution: waiting.id, trigger: trigger.type }, 'trigger merged into the queued follow-up run');
       return { execution: waiting, queued: true, merged: true };
     }
     const exec = emptyExecution(this.history.nextId(), rule, trigger, normalize(request), new Date());
@@ -212,7 +231,26 @@ export class Runner {
 
   // --- internals ---
 
+  /** Writes a queued execution soon: a burst of merged triggers costs one write per SAVE_DEBOUNCE_MS. */
+  private saveSoon(exec: Execution): void {
+    if (this.pendingSaves.has(exec.id)) return;
+    const timer = setTimeout(() => {
+      this.pendingSaves.delete(exec.id);
+      this.history.save(exec);
+    }, SAVE_DEBOUNCE_MS);
+    timer.unref();
+    this.pendingSaves.set(exec.id, timer);
+  }
+
+  /** Drops a pending debounced write (the caller saves the execution now). */
+  private cancelSave(exec: Execution): void {
+    const timer = this.pendingSaves.get(exec.id);
+    if (timer) clearTimeout(timer);
+    this.pendingSaves.delete(exec.id);
+  }
+
   private start(exec: Execution): void {
+    this.cancelSave(exec);
     const active: Active = { exec, controller: new AbortController(), stopper: new AbortController(), inFlight: new Map(), done: Promise.resolve() };
     this.active.set(exec.rule, active);
     exec.status = 'running';
@@ -250,16 +288,23 @@ export class Runner {
       const errors: string[] = [];
       let status: Execution['status'] = 'ok';
       if (req.full || req.artifacts.length) {
+        const superseded: ArtifactResult[] = [];
+        const given = req.full ? undefined : confirmedAtSource(engine, rule, req.artifacts, superseded, this.logger);
         const report = await engine.sync({
           rules: [rule.name],
           signal,
           stop,
           skipPreflight: true,
-          artifacts: req.full ? undefined : (r: RuleConfig) => (r.name === rule.name ? req.artifacts : []),
+          artifacts: given ? (r: RuleConfig) => (r.name === rule.name ? given : []) : undefined,
         });
         const r = report.rules[0];
         if (r) {
           applyReport(exec, r);
+          for (const item of superseded) {
+            exec.items.push(item);
+            exec.artifacts.planned++;
+            exec.artifacts.skipped++;
+          }
           errors.push(...reportErrors(r));
           status = r.status === 'planned' ? 'ok' : r.status;
         }
@@ -284,6 +329,7 @@ export class Runner {
   }
 
   private finish(exec: Execution, status: Execution['status'], errors: string[]): void {
+    this.cancelSave(exec);
     exec.status = status;
     exec.errors = [...exec.errors, ...errors];
     exec.finishedAt = new Date().toISOString();
@@ -310,6 +356,65 @@ function reportErrors(r: RuleReport): string[] {
   return errors;
 }
 
+/** Adds a merged trigger, keeping the first (what started it) and the newest MAX_TRIGGERS - 1. */
+function addTrigger(exec: Execution, trigger: TriggerInfo): void {
+  exec.triggers.push(trigger);
+  if (exec.triggers.length > MAX_TRIGGERS) {
+    exec.triggers.splice(1, 1);
+    exec.droppedTriggers = (exec.droppedTriggers ?? 0) + 1;
+  }
+}
+
+// --- event artifacts checked at copy time ---
+
+/**
+ * The event's artifacts as the engine takes them, each checked just before it is planned and copied:
+ * a tag that the source now points at another digest (pushed again since the event), or no longer has,
+ * is left out, so an old event never puts an older digest at the destination than the source's. An
+ * artifact left with no tag is skipped with the reason (added to `skipped`). Artifacts without a digest
+ * or without tags (untagged pushes, ChartMuseum charts) need no check. A failed check lets the copy
+ * go on: it reports the registry's error itself.
+ */
+function confirmedAtSource(engine: EngineLike, rule: RuleConfig, artifacts: SourceArtifact[], skipped: ArtifactResult[], logger: Logger): SourceArtifact[] | AsyncIterable<SourceArtifact> {
+  if (!artifacts.some((a) => a.digest && a.tags.length && !a.chartMuseum)) return artifacts;
+  return (async function* () {
+    for (const a of artifacts) {
+      if (!a.digest || !a.tags.length || a.chartMuseum) {
+        yield a;
+        continue;
+      }
+      const kept: string[] = [];
+      const moved: string[] = [];
+      try {
+        const client = engine.provider(rule.source).client;
+        for (const tag of a.tags) {
+          const now = await client.headManifest(a.repository, tag);
+          if (now?.digest === a.digest) kept.push(tag);
+          else moved.push(`${tag} (${now ? `now ${now.digest}` : 'gone'})`);
+        }
+      } catch (err) {
+        logger.debug({ rule: rule.name, repository: a.repository, err: (err as Error).message }, 'could not check the event tag at the source; copying as the event said');
+        yield a;
+        continue;
+      }
+      if (moved.length) logger.info({ rule: rule.name, repository: a.repository, digest: a.digest, moved }, 'event tags moved at the source since the event: left out');
+      if (kept.length) {
+        yield { ...a, tags: kept };
+        continue;
+      }
+      skipped.push({
+        source: `${rule.source}/${a.repository}@${a.digest}`,
+        destination: rule.destination,
+        sourceRepository: a.repository,
+        status: 'skipped',
+        digest: a.digest,
+        tags: a.tags,
+        reason: `the source tag no longer points at the event's digest: ${moved.join(', ')}; a later push supersedes this event`,
+      });
+    }
+  })();
+}
+
 // --- merging requests ---
 
 function artifactKeys(a: { repository: string; digest?: string | undefined; tags?: string[]; tag?: string | undefined }): string[] {
@@ -323,20 +428,45 @@ function normalize(r: RunRequest): RunRequest {
   return mergeRequests({ full: r.full, artifacts: [], deletions: [] }, r);
 }
 
-/** `later` wins: an artifact pushed after being deleted is copied, not deleted, and vice versa. */
+/**
+ * `later` wins: an artifact pushed after being deleted is copied, not deleted, and vice versa; and a
+ * tag pushed again supersedes its earlier push (the earlier artifact loses that tag, and goes when it
+ * has none left), so one run never copies two digests to one tag.
+ */
 export function mergeRequests(earlier: RunRequest, later: RunRequest): RunRequest {
   const full = earlier.full || later.full;
   const laterDeleted = new Set(later.deletions.flatMap(artifactKeys));
   const laterPushed = new Set(later.artifacts.flatMap(artifactKeys));
-  const artifacts = new Map<string, SourceArtifact>();
-  if (!full) {
-    for (const a of [...earlier.artifacts.filter((a) => !artifactKeys(a).some((k) => laterDeleted.has(k))), ...later.artifacts]) {
-      artifacts.set(artifactKeys(a).join('|') || a.repository, a);
-    }
-  }
+  // `earlier` is merged already (each tag once): only the later pushes need placing.
+  const artifacts = full ? [] : laterDeleted.size ? earlier.artifacts.filter((a) => !artifactKeys(a).some((k) => laterDeleted.has(k))) : [...earlier.artifacts];
+  if (!full) for (const a of later.artifacts) addPush(artifacts, a);
   const deletions = new Map<string, DeleteRequest>();
   for (const d of [...earlier.deletions.filter((d) => !artifactKeys(d).some((k) => laterPushed.has(k))), ...later.deletions]) {
     deletions.set(artifactKeys(d).join('|') || d.repository, d);
   }
-  return { full, artifacts: [...artifacts.values()], deletions: [...deletions.values()] };
+  return { full, artifacts, deletions: [...deletions.values()] };
+}
+
+/** Adds a push after those in `list`: it takes its tags from earlier pushes and absorbs a push of its digest. */
+function addPush(list: SourceArtifact[], pushed: SourceArtifact): void {
+  const tags = new Set(pushed.tags);
+  let merged = pushed;
+  for (let i = list.length - 1; i >= 0; i--) {
+    const e = list[i]!;
+    if (e.repository !== pushed.repository) continue;
+    if (pushed.digest !== undefined && e.digest === pushed.digest) {
+      // The same artifact again: one entry, with every tag either event named.
+      merged = { ...e, ...pushed, tags: [...new Set([...e.tags, ...pushed.tags])] };
+      list.splice(i, 1);
+      continue;
+    }
+    if (!e.tags.some((t) => tags.has(t))) {
+      // An untagged push (digest only) of the same artifact without a digest in the later one: unrelated.
+      continue;
+    }
+    const rest = e.tags.filter((t) => !tags.has(t));
+    if (rest.length) list[i] = { ...e, tags: rest };
+    else list.splice(i, 1);
+  }
+  list.push(merged);
 }

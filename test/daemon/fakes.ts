@@ -86,7 +86,14 @@ export class FakeEngine implements EngineLike {
   async sync(opts: SyncOptions = {}): Promise<SyncReport> {
     const rule = opts.rules![0]!;
     const ruleCfg = this.config.rules.find((r) => r.name === rule) as RuleConfig;
-    const given = opts.artifacts?.(ruleCfg);
+    const returned = opts.artifacts?.(ruleCfg);
+    // The daemon may hand an async iterable (event artifacts checked one by one): collect it as the engine would.
+    let given: SourceArtifact[] | undefined;
+    if (Array.isArray(returned)) given = returned;
+    else if (returned) {
+      given = [];
+      for await (const a of returned as AsyncIterable<SourceArtifact>) given.push(a);
+    }
     let settle!: (r: RuleReport) => void;
     const done = new Promise<RuleReport>((resolve) => {
       settle = resolve;
@@ -108,7 +115,7 @@ export class FakeEngine implements EngineLike {
     const run: FakeRun = {
       rule,
       opts,
-      artifacts: Array.isArray(given) ? given : undefined,
+      artifacts: given,
       finish: (partial = {}) => settle({ ...base('ok'), ...partial }),
       fail: (message) => settle({ ...base('failed'), error: message }),
     };
@@ -145,6 +152,12 @@ export class FakeEngine implements EngineLike {
   provider = (() => {
     throw new Error('FakeEngine has no providers');
   }) as unknown as EngineLike['provider'];
+
+  /** Times the pool dropped the per-run caches (no run in flight). */
+  cacheResets = 0;
+  resetRunCaches(): void {
+    this.cacheResets++;
+  }
 
   setBandwidth(n: number): void {
     this.bandwidths.push(n);

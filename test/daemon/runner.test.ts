@@ -1,7 +1,10 @@
 // One run per rule at a time; triggers during a run queue exactly one follow-up (merging); cancel;
 // shutdown marks unfinished runs interrupted; a new daemon on the same state dir runs them again.
 import { afterEach, describe, expect, it } from 'vitest';
-import { mergeRequests } from '../../src/daemon/runner.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { RunRequest } from '../../src/daemon/execution.js';
+import { MAX_EVENT_WORK, MAX_TRIGGERS, mergeRequests } from '../../src/daemon/runner.js';
 import { Daemon } from '../../src/daemon/service.js';
 import { FakeClock, daemonConfig, eventually, fakeEngines, tempStateDir } from './fakes.js';
 
@@ -70,10 +73,10 @@ describe('runner', () => {
     const a = daemon.trigger('r', ev('lib/a', '1'), { full: false, artifacts: [{ repository: 'lib/a', tags: ['1'] }], deletions: [] });
     daemon.trigger('r', ev('lib/b', '2'), { full: false, artifacts: [{ repository: 'lib/b', tags: ['2'] }], deletions: [] });
     daemon.trigger('r', ev('lib/a', '1'), { full: false, artifacts: [{ repository: 'lib/a', tags: ['1'] }], deletions: [] });
-    expect(a.execution.request).toEqual({ full: false, artifacts: [{ repository: 'lib/a', tags: ['1'] }, { repository: 'lib/b', tags: ['2'] }], deletions: [] });
+    expect(a.execution.request).toEqual({ full: false, artifacts: [{ repository: 'lib/b', tags: ['2'] }, { repository: 'lib/a', tags: ['1'] }], deletions: [] });
     engine.runs[0]!.finish();
     const followUp = await engine.nextRun(1);
-    expect(followUp.artifacts).toEqual([{ repository: 'lib/a', tags: ['1'] }, { repository: 'lib/b', tags: ['2'] }]);
+    expect(followUp.artifacts).toEqual([{ repository: 'lib/b', tags: ['2'] }, { repository: 'lib/a', tags: ['1'] }]);
     followUp.finish();
     await eventually(() => daemon.runner.running === 0);
 
@@ -89,6 +92,101 @@ describe('runner', () => {
       artifacts: [],
       deletions: [{ repository: 'x', tag: '1', digest: 'sha256:bb' }],
     });
+  });
+
+  it('a later push of a tag supersedes earlier ones: one run never copies two digests to one tag', () => {
+    const push = (tags: string[], digest?: string): RunRequest => ({ full: false, artifacts: [{ repository: 'x', tags, ...(digest ? { digest } : {}) }], deletions: [] });
+    const D1 = `sha256:${'1'.repeat(64)}`;
+    const D2 = `sha256:${'2'.repeat(64)}`;
+    expect(mergeRequests(push(['1'], D1), push(['1'], D2)).artifacts).toEqual([{ repository: 'x', tags: ['1'], digest: D2 }]);
+    // The earlier artifact keeps the tags nobody pushed again.
+    expect(mergeRequests(push(['1', 'latest'], D1), push(['latest'], D2)).artifacts).toEqual([
+      { repository: 'x', tags: ['1'], digest: D1 },
+      { repository: 'x', tags: ['latest'], digest: D2 },
+    ]);
+    // The same digest pushed under another tag: one artifact with both tags.
+    expect(mergeRequests(push(['1'], D1), push(['2'], D1)).artifacts).toEqual([{ repository: 'x', tags: ['1', '2'], digest: D1 }]);
+    // An untagged push (digest only) is not superseded by a tag push of another digest.
+    expect(mergeRequests(push([], D1), push(['1'], D2)).artifacts).toHaveLength(2);
+    // Pushed, re-pushed, pushed back: the last event wins.
+    const three = [push(['1'], D1), push(['1'], D2), push(['1'], D1)].reduce((acc, r) => mergeRequests(acc, r));
+    expect(three.artifacts).toEqual([{ repository: 'x', tags: ['1'], digest: D1 }]);
+  });
+
+  it('checks at copy time that the source tag still points at the event digest, skipping with a reason if not', async () => {
+    const { daemon, fakes } = await start([{ name: 'hooked', trigger: 'event' }]);
+    const engine = fakes.current();
+    const D1 = `sha256:${'1'.repeat(64)}`;
+    const D2 = `sha256:${'2'.repeat(64)}`;
+    const D3 = `sha256:${'3'.repeat(64)}`;
+    // The source now: app:1 was pushed again (D2), app:stable still D1, app:old deleted.
+    const atSource: Record<string, string> = { 'lib/app:1': D2, 'lib/app:stable': D1 };
+    engine.provider = (() => ({ client: { headManifest: async (repo: string, ref: string) => (atSource[`${repo}:${ref}`] ? { digest: atSource[`${repo}:${ref}`] } : undefined) } })) as unknown as typeof engine.provider;
+    const ev = { type: 'event' as const, at: new Date().toISOString(), event: 'PUSH_ARTIFACT', repository: 'lib/app' };
+    const exec = daemon.trigger('hooked', ev, { full: false, artifacts: [{ repository: 'lib/app', digest: D1, tags: ['1', 'stable'] }, { repository: 'lib/app', digest: D3, tags: ['old'] }], deletions: [] }).execution;
+    const run = await engine.nextRun(0);
+    // The engine gets only the tag that still points at the event's digest.
+    expect(run.artifacts).toEqual([{ repository: 'lib/app', digest: D1, tags: ['stable'] }]);
+    run.finish({ artifacts: { planned: 1, copied: 1, present: 0, skipped: 0, failed: 0 } });
+    await eventually(() => daemon.runner.running === 0);
+    const done = (await daemon.history.get(exec.id))!;
+    expect(done.status).toBe('ok');
+    expect(done.artifacts).toMatchObject({ planned: 2, copied: 1, skipped: 1 });
+    expect(done.items).toEqual([expect.objectContaining({ status: 'skipped', digest: D3, tags: ['old'], reason: expect.stringMatching(/no longer points at the event's digest: old \(gone\)/) })]);
+  });
+
+  it('caps and debounces webhook bursts: bounded triggers, bounded work, few history writes', async () => {
+    const { daemon, fakes } = await start([{ name: 'hooked', trigger: 'event' }]);
+    const engine = fakes.current();
+    const ev = (i: number) => ({ type: 'event' as const, at: new Date().toISOString(), event: 'PUSH_ARTIFACT', repository: `lib/a${i}` });
+    const push = (i: number) => ({ full: false, artifacts: [{ repository: `lib/a${i}`, tags: ['1'] }], deletions: [] });
+    daemon.trigger('hooked', ev(0), push(0));
+    await engine.nextRun(0);
+    const saves = new Map<number, number>();
+    const save = daemon.history.save.bind(daemon.history);
+    daemon.history.save = (e) => {
+      saves.set(e.id, (saves.get(e.id) ?? 0) + 1);
+      save(e);
+    };
+    const first = daemon.trigger('hooked', ev(1), push(1)).execution;
+    for (let i = 2; i <= 300; i++) daemon.trigger('hooked', ev(i), push(i));
+    expect(first.triggers).toHaveLength(MAX_TRIGGERS);
+    expect(first.triggers[0]).toMatchObject({ repository: 'lib/a1' });
+    expect(first.triggers.at(-1)).toMatchObject({ repository: 'lib/a300' });
+    expect(first.droppedTriggers).toBe(300 - MAX_TRIGGERS);
+    expect(first.request.artifacts).toHaveLength(300);
+    // Queued once, then one debounced write however many triggers merged in.
+    expect(saves.get(first.id)).toBe(1);
+    await eventually(() => saves.get(first.id) === 2, 3000, 'the debounced write');
+    expect(JSON.parse(readFileSync(join(daemon.history.dir, `${first.id}.json`), 'utf8')).triggers).toHaveLength(MAX_TRIGGERS);
+
+    // More webhook work than a follow-up holds: it becomes one full run of the rule.
+    for (let i = 301; i <= MAX_EVENT_WORK + 1; i++) daemon.trigger('hooked', ev(i), push(i));
+    expect(first.request).toEqual({ full: true, artifacts: [], deletions: [] });
+    expect(first.errors).toEqual([expect.stringMatching(/more than 5000 webhook artifacts and deletions queued: ran the whole rule instead/)]);
+    engine.runs[0]!.finish();
+    const followUp = await engine.nextRun(1);
+    expect(followUp.artifacts).toBeUndefined();
+    followUp.finish();
+    await eventually(() => daemon.runner.running === 0);
+  });
+
+  it('gives runs fresh caches: the engine drops them whenever no run is using it', async () => {
+    const { daemon, fakes } = await start();
+    const engine = fakes.current();
+    daemon.trigger('r', manual(), full);
+    daemon.trigger('other', manual(), full);
+    await engine.nextRun(1);
+    engine.runs[0]!.finish();
+    await eventually(() => daemon.runner.running === 1);
+    // Overlapping runs share them (a blob one copied is not sent again by the other).
+    expect(engine.cacheResets).toBe(0);
+    engine.runs[1]!.finish();
+    await eventually(() => daemon.runner.running === 0);
+    expect(engine.cacheResets).toBe(1);
+    daemon.trigger('r', manual(), full);
+    (await engine.nextRun(2)).finish();
+    await eventually(() => engine.cacheResets === 2);
   });
 
   it('cancels a running run through its abort signal, and a queued one before it starts', async () => {
