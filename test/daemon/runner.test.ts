@@ -1,8 +1,6 @@
 // One run per rule at a time; triggers during a run queue exactly one follow-up (merging); cancel;
 // shutdown marks unfinished runs interrupted; a new daemon on the same state dir runs them again.
 import { afterEach, describe, expect, it } from 'vitest';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { RunRequest } from '../../src/daemon/execution.js';
 import { MAX_EVENT_WORK, MAX_TRIGGERS, mergeRequests } from '../../src/daemon/runner.js';
 import { Daemon } from '../../src/daemon/service.js';
@@ -158,7 +156,8 @@ describe('runner', () => {
     // Queued once, then one debounced write however many triggers merged in.
     expect(saves.get(first.id)).toBe(1);
     await eventually(() => saves.get(first.id) === 2, 3000, 'the debounced write');
-    expect(JSON.parse(readFileSync(join(daemon.history.dir, `${first.id}.json`), 'utf8')).triggers).toHaveLength(MAX_TRIGGERS);
+    await daemon.history.flush();
+    expect((await daemon.history.get(first.id))?.triggers).toHaveLength(MAX_TRIGGERS);
 
     // More webhook work than a follow-up holds: it becomes one full run of the rule.
     for (let i = 301; i <= MAX_EVENT_WORK + 1; i++) daemon.trigger('hooked', ev(i), push(i));
