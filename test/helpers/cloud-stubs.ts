@@ -60,6 +60,50 @@ function close(server: Server): Promise<void> {
   });
 }
 
+/** A real registry (no auth or Basic) whose content a cloud stub's listings mirror. */
+export interface InventorySource {
+  url: string;
+  username?: string;
+  password?: string;
+}
+
+const MANIFEST_ACCEPT = [
+  'application/vnd.oci.image.index.v1+json',
+  'application/vnd.oci.image.manifest.v1+json',
+  'application/vnd.docker.distribution.manifest.list.v2+json',
+  'application/vnd.docker.distribution.manifest.v2+json',
+].join(', ');
+
+/**
+ * What a real registry holds, as repository → tags with digests (catalog, tags/list, a manifest HEAD
+ * per tag): lets a TCR/SWR stub answer its bulk listings for content pushed through the registry.
+ * `firstSeen` keeps a stable "update time" per repository:tag@digest across calls.
+ */
+async function readRegistryInventory(src: InventorySource, firstSeen: Map<string, string>): Promise<Map<string, { tag: string; digest: string; size: number; time: string }[]>> {
+  const headers: Record<string, string> = {};
+  if (src.username !== undefined) headers.authorization = `Basic ${Buffer.from(`${src.username}:${src.password ?? ''}`).toString('base64')}`;
+  const json = async (path: string) => {
+    const res = await fetch(new URL(path, src.url), { headers });
+    return res.ok ? ((await res.json()) as Record<string, unknown>) : undefined;
+  };
+  const out = new Map<string, { tag: string; digest: string; size: number; time: string }[]>();
+  const catalog = (await json('/v2/_catalog?n=1000'))?.repositories as string[] | undefined;
+  for (const repo of catalog ?? []) {
+    const tags = ((await json(`/v2/${repo}/tags/list`))?.tags as string[] | null | undefined) ?? [];
+    const list = [];
+    for (const tag of tags) {
+      const res = await fetch(new URL(`/v2/${repo}/manifests/${tag}`, src.url), { method: 'HEAD', headers: { ...headers, accept: MANIFEST_ACCEPT } });
+      const digest = res.headers.get('docker-content-digest');
+      if (!res.ok || !digest) continue;
+      const key = `${repo}:${tag}@${digest}`;
+      if (!firstSeen.has(key)) firstSeen.set(key, new Date().toISOString());
+      list.push({ tag, digest, size: Number(res.headers.get('content-length') ?? 0), time: firstSeen.get(key)! });
+    }
+    out.set(repo, list);
+  }
+  return out;
+}
+
 /* ----------------------------------------------------------------------------------------------- */
 /* Tencent TCR                                                                                      */
 /* ----------------------------------------------------------------------------------------------- */
@@ -92,6 +136,8 @@ export interface TcrStubOptions {
   expTimeUnit?: 'ms' | 's';
   /** Tags per repository ("namespace/name") for DescribeRepositories / DescribeImages. */
   images?: Record<string, TcrStubImage[]>;
+  /** Answer DescribeRepositories / DescribeImages from what this real registry holds (read per call). */
+  inventoryFrom?: InventorySource;
 }
 
 /** One tag of a TCR repository, as DescribeImages lists it. */
@@ -138,6 +184,7 @@ export async function startTcrStub(opts: TcrStubOptions): Promise<TcrStub> {
   const tokens: IssuedTcrToken[] = [];
   const injected: Injected[] = [];
   const images = new Map<string, TcrStubImage[]>(Object.entries(opts.images ?? {}));
+  const firstSeen = new Map<string, string>();
   for (const repo of images.keys()) if (!namespaces.has(repo.split('/')[0]!)) namespaces.set(repo.split('/')[0]!, false);
   let userCounter = 0;
   /** Go's time.Time.String() form, as TCR answers times: "2006-01-02 15:04:05.999999999 +0000 UTC". */
@@ -218,6 +265,12 @@ export async function startTcrStub(opts: TcrStubOptions): Promise<TcrStub> {
     }
     if (params.RegistryId !== opts.instanceId) return send(res, log, fail('ResourceNotFound', `instance ${String(params.RegistryId)} not found`));
 
+    if (opts.inventoryFrom && (action === 'DescribeRepositories' || action === 'DescribeImages')) {
+      for (const [repo, tags] of await readRegistryInventory(opts.inventoryFrom, firstSeen)) {
+        images.set(repo, tags.map((t) => ({ tag: t.tag, digest: t.digest, size: t.size, updateTime: t.time })));
+        if (!namespaces.has(repo.split('/')[0]!)) namespaces.set(repo.split('/')[0]!, false);
+      }
+    }
     switch (action) {
       case 'DescribeNamespaces': {
         if (namespaces.size === 0) return send(res, log, fail('ResourceNotFound.ErrNoNamespace', 'no namespace in this instance'));
@@ -337,6 +390,8 @@ export interface SwrStubOptions {
   errorFormat?: 'flat' | 'nested' | 'array';
   /** Tags per repository ("organization/name") for the listings. */
   repos?: Record<string, SwrStubTag[]>;
+  /** Answer the repository and tag listings from what this real registry holds (read per call). */
+  inventoryFrom?: InventorySource;
 }
 
 /** One tag of an SWR repository, as GET /v2/manage/namespaces/{ns}/repos/{repo}/tags lists it. */
@@ -385,6 +440,7 @@ export async function startSwrStub(opts: SwrStubOptions): Promise<SwrStub> {
   const injected: Injected[] = [];
   const users = new Map(Object.entries(opts.registryUsers ?? {}));
   const repos = new Map<string, SwrStubTag[]>(Object.entries(opts.repos ?? {}));
+  const firstSeen = new Map<string, string>();
   for (const r of repos.keys()) namespaces.add(r.split('/')[0]!);
   const iamProjects = opts.projects ?? (opts.region ? { [opts.region]: swrStubProjectId(opts.region) } : {});
   const projectIds = new Set(Object.values(iamProjects));
@@ -522,6 +578,12 @@ export async function startSwrStub(opts: SwrStubOptions): Promise<SwrStub> {
       const page = all.slice(from, from + n);
       return send(res, log, 200, page, { 'content-range': `${from}-${from + Math.max(page.length, 1) - 1}/${all.length}` });
     };
+    if (opts.inventoryFrom && req.method === 'GET' && (tagsPath || url.pathname === '/v2/manage/repos')) {
+      for (const [repo, tags] of await readRegistryInventory(opts.inventoryFrom, firstSeen)) {
+        repos.set(repo, tags.map((t) => ({ tag: t.tag, digest: t.digest, size: t.size, updated: t.time })));
+        namespaces.add(repo.split('/')[0]!);
+      }
+    }
     if (tagsPath && req.method === 'GET') {
       const ns = decodeURIComponent(tagsPath[1]!);
       const name = decodeURIComponent(tagsPath[2]!).replace(/\$/g, '/');

@@ -110,3 +110,28 @@ describe('no-op comparison from bulk inventories', () => {
     expect([plainTcr.listTagInventory, plainSwr.listTagInventory, generic.listTagInventory]).toEqual([undefined, undefined, undefined]);
   });
 });
+
+describe('cloud stubs mirroring a real registry (for end-to-end reruns)', () => {
+  it('TCR and SWR stubs list what was pushed into the registry behind them', async () => {
+    const { startRegistry, pushImage, buildImage } = await import('../helpers/index.js');
+    const user = { username: 'mirror', password: 'mirror-pass' };
+    const registry = await startRegistry({ auth: 'basic', users: [user] });
+    const tcrMirror = await startTcrStub({ ...TC, inventoryFrom: { url: registry.url, ...user } });
+    const swrMirror = await startSwrStub({ ...HW, inventoryFrom: { url: registry.url, ...user } });
+    const t = createProvider('t', registrySchema.parse({ url: registry.url, kind: 'tcr', tcr: { ...TC, apiEndpoint: tcrMirror.url } }), { transfer });
+    const s = createProvider('s', registrySchema.parse({ url: registry.url, kind: 'swr', swr: { ...HW, cloud: 'otc', apiEndpoint: swrMirror.url, iamEndpoint: swrMirror.url } }), { transfer });
+    try {
+      const image = buildImage({ layers: [100] });
+      await pushImage(registry, 'ns/app', '1.0', image);
+      await pushImage(registry, 'ns/app', 'latest', image);
+      for (const p of [t, s]) {
+        const inv = await inventory(p, 'ns/app');
+        expect([...inv.keys()].sort()).toEqual(['1.0', 'latest']);
+        expect(inv.get('1.0')!.digest).toBe(image.digest);
+      }
+    } finally {
+      await Promise.all([t.close(), s.close()]);
+      await Promise.all([tcrMirror.close(), swrMirror.close(), registry.stop()]);
+    }
+  });
+});
