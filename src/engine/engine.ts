@@ -297,9 +297,13 @@ export class Engine {
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.providers.values()].map((p) => p.close()));
-    this.providers.clear();
-    if (this.ownsState) await this.state.close();
+    try {
+      await Promise.all([...this.providers.values()].map((p) => p.close()));
+    } finally {
+      this.providers.clear();
+      // Even when a connection did not close cleanly: the state's lock must go with the process.
+      if (this.ownsState) await this.state.close();
+    }
   }
 }
 

@@ -1,6 +1,7 @@
-// One process per state directory: `ferry.lock` holds the pid of the process that owns the directory.
-// Created with O_EXCL, so two processes starting together cannot both win; a lock whose pid is dead
-// (a SIGKILL, a crash, a restarted container) is taken over. Engines of one process share the lock
+// One process per state directory: `ferry.lock` holds the pid of the process that owns the directory
+// (and, on Linux, its start time, so that a pid reused by an unrelated process is not taken for the
+// holder). Created with O_EXCL, so two processes starting together cannot both win; a lock whose
+// process is gone (a SIGKILL, a crash, a restarted container) is taken over. Engines of one process share the lock
 // (reference-counted), so the daemon's engines and the programmatic API's short-lived engines work.
 import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -43,7 +44,7 @@ function acquire(dir: string): void {
     try {
       const fd = openSync(file, 'wx', 0o600);
       try {
-        writeSync(fd, `${process.pid}\n`);
+        writeSync(fd, `${process.pid} ${startTime(process.pid) ?? ''}`.trim() + '\n');
       } finally {
         closeSync(fd);
       }
@@ -51,31 +52,50 @@ function acquire(dir: string): void {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
-    const pid = readPid(file);
+    const holder = readLock(file);
+    const pid = holder?.pid;
     // Our own pid in a lock we do not hold: left by an earlier incarnation with the same pid (pid 1
     // of a restarted container). An unreadable lock is being written right now: look again.
-    if (pid !== undefined && pid !== process.pid && alive(pid)) throw new StateLockedError(dir, pid);
+    if (pid !== undefined && pid !== process.pid && alive(pid, holder?.start)) throw new StateLockedError(dir, pid);
     if (pid === undefined && attempt === 0) continue;
     rmSync(file, { force: true }); // stale: its process is gone
   }
   throw new Error(`could not take the lock ${file}`);
 }
 
-function readPid(file: string): number | undefined {
+function readLock(file: string): { pid: number; start?: string | undefined } | undefined {
   try {
-    const pid = Number.parseInt(readFileSync(file, 'utf8').trim(), 10);
-    return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
+    const [pidText, start] = readFileSync(file, 'utf8').trim().split(/\s+/);
+    const pid = Number.parseInt(pidText ?? '', 10);
+    return Number.isSafeInteger(pid) && pid > 0 ? { pid, start } : undefined;
   } catch {
     return undefined;
   }
 }
 
-function alive(pid: number): boolean {
+function readPid(file: string): number | undefined {
+  return readLock(file)?.pid;
+}
+
+function alive(pid: number, start: string | undefined): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
     // EPERM: it exists but belongs to someone else.
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  // The pid is in use: by the holder, unless its start time says it is another process now.
+  const now = start ? startTime(pid) : undefined;
+  return now === undefined || now === start;
+}
+
+/** The process's start time in clock ticks since boot (Linux /proc; undefined elsewhere). */
+function startTime(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces and parentheses): state is field 3, starttime 22.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
   }
 }

@@ -115,9 +115,12 @@ describe('ferry CLI', () => {
   });
 
   describe.concurrent('errors', () => {
+    // Concurrent runs: each its own state directory (a state directory serves one process at a time).
+    const own = (extra: Record<string, string> = {}) => ({ ...env, FERRY_STATE_DIR: mkdtempSync(join(dir, 'state-')), ...extra });
+
     it('exits 2 on an unknown config key, naming the file and the key path', async () => {
       const bad = writeConfig('bad.yaml', { ...baseConfig(), transfer: { concurency: 4 } });
-      const res = await runFerry(['sync', '--config', bad, '--output', 'json'], { env });
+      const res = await runFerry(['sync', '--config', bad, '--output', 'json'], { env: own() });
       expect(res.code).toBe(2);
       expect(res.stdout).toBe('');
       expect(res.stderr).toContain(bad);
@@ -125,16 +128,16 @@ describe('ferry CLI', () => {
     });
 
     it('exits 2 on an unknown rule', async () => {
-      const res = await runFerry(['sync', '--config', configFile, '--rule', 'nope'], { env });
+      const res = await runFerry(['sync', '--config', configFile, '--rule', 'nope'], { env: own() });
       expect(res.code).toBe(2);
       expect(res.stderr).toMatch(/unknown rule "nope" \(defined: good, mixed\)/);
     });
 
     it('exits 2 on invalid arguments (bad --shard, unknown option, missing --config)', async () => {
       const [shard, option, missing] = await Promise.all([
-        runFerry(['sync', '--config', configFile, '--shard', '3/3'], { env }),
-        runFerry(['sync', '--config', configFile, '--frobnicate'], { env }),
-        runFerry(['sync'], { env }),
+        runFerry(['sync', '--config', configFile, '--shard', '3/3'], { env: own() }),
+        runFerry(['sync', '--config', configFile, '--frobnicate'], { env: own() }),
+        runFerry(['sync'], { env: own() }),
       ]);
       expect(shard.code).toBe(2);
       expect(shard.stderr).toMatch(/--shard: shard index 3 is out of range for 3 shard\(s\): indexes are 0-based/);
@@ -145,7 +148,7 @@ describe('ferry CLI', () => {
     });
 
     it('exits 3 when a registry refuses the credentials, and copies nothing', async () => {
-      const res = await runFerry(['sync', '--config', configFile, '--output', 'json'], { env: { DST_PASSWORD: 'wrong' } });
+      const res = await runFerry(['sync', '--config', configFile, '--output', 'json'], { env: own({ DST_PASSWORD: 'wrong' }) });
       expect(res.code).toBe(3);
       expect(res.stdout).toBe('');
       expect(res.stderr).toMatch(/registry check failed:\n\s+dst: /);
@@ -155,7 +158,7 @@ describe('ferry CLI', () => {
     it('exits 3 when a registry cannot be reached', async () => {
       const port = await getFreePort(); // nothing listens there
       const file = writeConfig('unreachable.yaml', baseConfig({ dstUrl: `http://127.0.0.1:${port}` }));
-      const res = await runFerry(['sync', '--config', file], { env });
+      const res = await runFerry(['sync', '--config', file], { env: own() });
       expect(res.code, res.stderr).toBe(3);
       expect(res.stderr).toMatch(/registry check failed:\n\s+dst: /);
     });

@@ -154,12 +154,20 @@ describe('SqliteState', () => {
     writeFileSync(join(dir, LOCK_FILE), '999999999\n'); // no such pid
     const a = SqliteState.open(dir);
     const b = SqliteState.open(dir); // same process: shared
-    expect(readFileSync(join(dir, LOCK_FILE), 'utf8').trim()).toBe(String(process.pid));
+    expect(readFileSync(join(dir, LOCK_FILE), 'utf8').split(' ')[0]!.trim()).toBe(String(process.pid));
     await a.close();
     expect(existsSync(join(dir, LOCK_FILE))).toBe(true);
     await b.recordBlob('d@h', 'a/b', 'sha256:1', 1);
     await b.close();
     expect(existsSync(join(dir, LOCK_FILE))).toBe(false);
+  });
+
+  it('takes over a lock whose pid now belongs to another process (pid reused: other start time)', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, LOCK_FILE), `${process.ppid} 1\n`); // alive, but not the process that wrote the lock
+    const s = SqliteState.open(dir);
+    expect(readFileSync(join(dir, LOCK_FILE), 'utf8').split(' ')[0]).toBe(String(process.pid));
+    await s.close();
   });
 
   it('a corrupt database is logged and kept aside, and a new one is started', async () => {
