@@ -46,6 +46,11 @@ export interface StartRegistryOptions {
   extraConfig?: Record<string, unknown>;
   /** Milliseconds to wait for GET /v2/ to answer. Default 15000. */
   startTimeoutMs?: number;
+  /**
+   * Another distribution binary taking the same config (e.g. distribution v3 built by
+   * scripts/install-go-tools.mjs for test/interop); default registryBinary().
+   */
+  binary?: string;
 }
 
 export interface TestRegistry {
@@ -85,7 +90,7 @@ export function registryBinary(): string {
 export async function startRegistry(opts: StartRegistryOptions = {}): Promise<TestRegistry> {
   const auth = opts.auth ?? 'none';
   const users = opts.users ?? DEFAULT_USERS;
-  const bin = registryBinary();
+  const bin = opts.binary ?? registryBinary();
   try {
     if (!useDocker()) accessSync(bin, fsConstants.X_OK);
   } catch {
