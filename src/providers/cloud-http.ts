@@ -1,13 +1,21 @@
-// The little HTTP layer shared by the TCR and SWR management clients: one JSON request with a timeout,
-// a few retries for throttling / transient failures (each attempt re-signed, since signatures carry a
-// timestamp), and a per-key memo so "ensure namespace X" hits the API once per run.
-import { setTimeout as sleep } from 'node:timers/promises';
-import { request, type Dispatcher } from 'undici';
-import { isNetworkError, USER_AGENT } from '../registry/http.js';
+// The little layer shared by the TCR and SWR management clients on top of the request layer: one JSON
+// request (signed again for every attempt by its Authorizer, since signatures carry a timestamp),
+// retried by the transport for throttling and transient failures (also when the vendor answers
+// throttling with HTTP 200 and an error code), and a per-key memo so "ensure namespace X" hits the
+// API once per run.
+import type { Dispatcher } from 'undici';
+import { readBodyText } from '../http/body.js';
+import { isNetworkError } from '../http/dispatch.js';
+import type { RequestCounter, RequestObserver } from '../http/observe.js';
+import { Transport } from '../http/transport.js';
+import type { Authorizer } from '../http/types.js';
+import { UnreachableError } from '../registry/errors.js';
 import { CloudApiError, NETWORK_ERROR_CODE, type CloudProvider } from './cloud-error.js';
 
 export interface CloudHttpOptions {
-  /** undici dispatcher (proxy, custom TLS, tests); default: the global one. */
+  /** The transport to send with; built from the options below when absent. */
+  transport?: Transport | undefined;
+  /** undici dispatcher (proxy, custom TLS, tests) when no transport is given; default: the global one. */
   dispatcher?: Dispatcher | undefined;
   /** Whole-request timeout in ms (default 30 s). */
   timeoutMs?: number | undefined;
@@ -15,13 +23,17 @@ export interface CloudHttpOptions {
   retries?: number | undefined;
   /** Base delay between retries in ms, doubled each time (default 500). */
   retryDelayMs?: number | undefined;
+  counter?: RequestCounter | undefined;
+  observer?: RequestObserver | undefined;
 }
 
 export interface CloudRequest {
   method: 'GET' | 'POST';
   url: URL;
-  headers: Record<string, string>;
+  headers?: Record<string, string> | undefined;
   body?: string | undefined;
+  /** Signs each attempt (TC3, SDK-HMAC) or adds Basic credentials; bound to its origin. */
+  auth?: Authorizer | undefined;
 }
 
 export interface CloudResponse {
@@ -32,64 +44,53 @@ export interface CloudResponse {
 
 const MAX_BODY = 1024 * 1024;
 
+/** A transport for a cloud API endpoint (its own back-off: a throttled API must not pause registry traffic). */
+export function cloudTransport(name: string, opts: CloudHttpOptions): Transport {
+  return (
+    opts.transport ??
+    new Transport({
+      name,
+      dispatcher: opts.dispatcher,
+      useGlobalDispatcher: opts.dispatcher === undefined,
+      retries: opts.retries ?? 2,
+      retryDelayMs: opts.retryDelayMs,
+      deadlineMs: opts.timeoutMs ?? 30_000,
+      idleTimeoutMs: opts.timeoutMs ?? 30_000,
+      counter: opts.counter,
+      observer: opts.observer,
+    })
+  );
+}
+
 /**
- * Sends `build()` (called again for every attempt, so it can sign with a fresh timestamp) and returns
- * the answer. Network failures and answers for which `retryable` says yes are retried; a network
- * failure that persists becomes a CloudApiError with code NetworkError.
+ * Sends `req` and returns the answer, read whole (bounded). 429, 5xx and answers for which
+ * `retryable` says yes are retried by the transport; a network failure that persists becomes a
+ * CloudApiError with code NetworkError.
  */
 export async function sendCloudRequest(
+  transport: Transport,
   provider: CloudProvider,
   action: string,
-  build: () => CloudRequest,
-  opts: CloudHttpOptions,
-  retryable: (res: CloudResponse) => boolean = (res) => res.status === 429 || res.status >= 500,
+  req: CloudRequest,
+  retryable?: (res: CloudResponse) => boolean,
 ): Promise<CloudResponse> {
-  const retries = opts.retries ?? 2;
-  for (let attempt = 0; ; attempt++) {
-    const req = build();
-    let res: CloudResponse;
-    try {
-      const answer = await request(req.url, {
-        method: req.method,
-        headers: { 'user-agent': USER_AGENT, ...req.headers },
-        body: req.body ?? null,
-        signal: AbortSignal.timeout(opts.timeoutMs ?? 30_000),
-        ...(opts.dispatcher ? { dispatcher: opts.dispatcher } : {}),
-      });
-      res = { status: answer.statusCode, headers: answer.headers, text: await readBounded(answer.body) };
-    } catch (err) {
-      const transient = isNetworkError(err) || (err as Error).name === 'TimeoutError' || (err as Error).name === 'AbortError';
-      if (transient && attempt < retries) {
-        await sleep(delay(opts, attempt));
-        continue;
-      }
+  try {
+    const res = await transport.send({
+      method: req.method,
+      url: req.url,
+      headers: req.headers,
+      body: req.body ?? null,
+      auth: req.auth,
+      kind: 'api',
+      ...(retryable ? { retryIf: (r: { statusCode: number; text: string }) => retryable({ status: r.statusCode, headers: {}, text: r.text }) } : {}),
+    });
+    return { status: res.statusCode, headers: res.headers, text: await readBodyText(res, MAX_BODY, { registry: transport.name, what: `${provider} ${action} answer` }) };
+  } catch (err) {
+    if (err instanceof UnreachableError || isNetworkError(err)) {
       throw new CloudApiError({ provider, action, code: NETWORK_ERROR_CODE, apiMessage: `cannot reach ${req.url.origin}: ${(err as Error).message}`, cause: err });
     }
-    if (attempt < retries && retryable(res)) {
-      await sleep(delay(opts, attempt));
-      continue;
-    }
-    return res;
+    throw err;
   }
-}
-
-function delay(opts: CloudHttpOptions, attempt: number): number {
-  return (opts.retryDelayMs ?? 500) * 2 ** attempt;
-}
-
-async function readBounded(body: Dispatcher.ResponseData['body']): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    const buf = Buffer.from(chunk as Uint8Array);
-    size += buf.length;
-    if (size > MAX_BODY) {
-      body.destroy();
-      break;
-    }
-    chunks.push(buf);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 /**

@@ -19,19 +19,24 @@
 //   only tags are of that scheme is skipped;
 // - a Go zero time ("0001-01-01T00:00:00Z") means "never" (pull_time) and is treated as unknown;
 // - errors are `{"errors":[{"code","message"}]}`.
-import { setTimeout as sleep } from 'node:timers/promises';
-import { request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { basicAuthorizer } from '../http/auth.js';
+import { readBodyText } from '../http/body.js';
+import { PageCursor, linkNext } from '../http/pagination.js';
+import { Transport } from '../http/transport.js';
+import type { Authorizer } from '../http/types.js';
 import type { ArtifactKind } from '../config/schema.js';
 import type { SourceArtifact, TagInventoryEntry } from './types.js';
-import { AuthError, RegistryError, UnreachableError, parseErrorBody } from '../registry/errors.js';
-import { USER_AGENT, backoffMs, isNetworkError, parseRetryAfter, readBytes } from '../registry/http.js';
+import { AuthError, RegistryError, parseErrorBody } from '../registry/errors.js';
 
 export interface HarborApiOptions {
   /** Harbor's base URL, e.g. https://harbor.example.com (a path prefix is kept). */
   url: string;
   username?: string | undefined;
   password?: string | undefined;
-  /** undici dispatcher for TLS options (caFile, insecure), proxies or tests; default: the global one. */
+  /** The registry's transport (shared with its registry client: same origin, limits, back-off); built from the options below when absent. */
+  transport?: Transport | undefined;
+  /** undici dispatcher for TLS options (caFile, insecure), proxies or tests, when no transport is given; default: the global one. */
   dispatcher?: Dispatcher | undefined;
   /** The registry's name in the config, for errors (default: the URL's host). */
   registry?: string | undefined;
@@ -112,7 +117,8 @@ interface Answer {
 }
 
 const MAX_BODY = 32 * 1024 * 1024;
-const RETRY_STATUS = new Set([429, 502, 503, 504]);
+/** Harbor's 500s are its own errors (a bad query, a database refusal), not worth a retry; gateways' are. */
+const RETRY_STATUS: ReadonlySet<number> = new Set([408, 429, 502, 503, 504]);
 /** Tags of cosign's tag scheme and the OCI referrers fallback: `sha256-<hex>` with an optional `.sig`/`.att`/`.sbom`. */
 const ACCESSORY_TAG = /^sha256-[0-9a-f]{64}(?:\.[a-z]+)?$/;
 
@@ -139,33 +145,40 @@ export function harborTime(s: string | null | undefined): Date | undefined {
 
 /** The `rel="next"` target of a Link header, resolved against the page that carried it. */
 export function nextLink(current: URL, link: string | string[] | undefined): URL | undefined {
-  const value = Array.isArray(link) ? link.join(',') : link;
-  if (!value) return undefined;
-  for (const part of value.split(/,(?=\s*<)/)) {
-    const m = /^\s*<([^>]*)>(.*)$/.exec(part);
-    if (!m || !/;\s*rel="?next"?(?:\s|;|$)/i.test(m[2]!)) continue;
-    const next = new URL(m[1]!, current);
-    // Harbor writes host-relative paths; behind a reverse proxy with a path prefix they lose it.
-    if (next.origin === current.origin && next.pathname !== current.pathname && current.pathname.endsWith(next.pathname)) next.pathname = current.pathname;
-    return next;
-  }
-  return undefined;
+  const raw = linkNext(link);
+  if (raw === undefined) return undefined;
+  const next = new URL(raw, current);
+  // Harbor writes host-relative paths; behind a reverse proxy with a path prefix they lose it.
+  if (next.origin === current.origin && next.pathname !== current.pathname && current.pathname.endsWith(next.pathname)) next.pathname = current.pathname;
+  return next;
 }
 
 export class HarborApi {
   readonly registry: string;
   private readonly base: URL;
-  private readonly authorization: string | undefined;
+  private readonly auth: Authorizer | undefined;
   private readonly pageSize: number;
+  private readonly transport: Transport;
 
-  constructor(private readonly opts: HarborApiOptions) {
+  constructor(opts: HarborApiOptions) {
     this.base = new URL(opts.url.endsWith('/') ? opts.url : `${opts.url}/`);
     this.registry = opts.registry ?? this.base.host;
-    // Basic credentials go in the header only (never in a URL): robot names such as robot$proj+sync
-    // survive as they are. The value is never logged or put into an error.
-    this.authorization =
-      opts.username !== undefined && opts.password !== undefined ? `Basic ${Buffer.from(`${opts.username}:${opts.password}`, 'utf8').toString('base64')}` : undefined;
+    // Basic credentials go in the header only (never in a URL), to Harbor's own origin only: a `next`
+    // link or a chart URL on another host gets none. Never logged or put into an error.
+    this.auth =
+      opts.username !== undefined && opts.password !== undefined ? basicAuthorizer(this.base.origin, { username: opts.username, password: opts.password }) : undefined;
     this.pageSize = Math.min(100, Math.max(1, Math.floor(opts.pageSize ?? 100)));
+    this.transport =
+      opts.transport ??
+      new Transport({
+        name: this.registry,
+        dispatcher: opts.dispatcher,
+        useGlobalDispatcher: opts.dispatcher === undefined,
+        retries: opts.retries ?? 2,
+        retryDelayMs: opts.retryDelayMs,
+        deadlineMs: opts.timeoutMs ?? 60_000,
+        idleTimeoutMs: opts.timeoutMs ?? 60_000,
+      });
   }
 
   /** A URL under Harbor's base URL (path given without a leading slash). */
@@ -354,23 +367,24 @@ export class HarborApi {
     let url: URL | undefined = new URL(first);
     url.searchParams.set('page', '1');
     url.searchParams.set('page_size', String(this.pageSize));
-    const visited = new Set<string>();
+    const cursor = new PageCursor(url, { registry: this.registry, repository, what: `Harbor API GET ${first.pathname}` });
     let seen = 0;
-    while (url && !visited.has(url.href)) {
-      visited.add(url.href);
+    while (url) {
       const res = await this.send('GET', url, { signal });
       if (res.status < 200 || res.status >= 300) throw this.error('GET', res, repository);
       const items = this.parse<T[]>(res, repository);
       if (!Array.isArray(items)) throw new RegistryError(`Harbor API GET ${url.pathname}: expected a JSON array`, { registry: this.registry, repository, status: res.status });
       yield* items;
       seen += items.length;
-      url = nextLink(url, res.headers.link);
+      const linked = nextLink(url, res.headers.link);
+      url = linked ? cursor.next(url, linked) : undefined;
       if (!url && items.length > 0) {
         const total = Number(res.headers['x-total-count']);
         const page = Number(res.url.searchParams.get('page') ?? 1);
         if (Number.isFinite(total) && seen < total) {
-          url = new URL(res.url);
-          url.searchParams.set('page', String(page + 1));
+          const next = new URL(res.url);
+          next.searchParams.set('page', String(page + 1));
+          url = cursor.next(res.url, next);
         }
       }
     }
@@ -413,46 +427,13 @@ export class HarborApi {
   }
 
   private async send(method: 'GET' | 'HEAD' | 'POST', url: URL, o: { signal?: AbortSignal | undefined; body?: string; discard?: boolean }): Promise<Answer> {
-    const retries = this.opts.retries ?? 2;
-    for (let attempt = 0; ; attempt++) {
-      o.signal?.throwIfAborted();
-      const headers: Record<string, string> = { accept: 'application/json', 'user-agent': USER_AGENT };
-      if (this.authorization) headers.authorization = this.authorization;
-      if (o.body !== undefined) headers['content-type'] = 'application/json';
-      const timeout = AbortSignal.timeout(this.opts.timeoutMs ?? 60_000);
-      let answer: Answer;
-      try {
-        const res = await request(url, {
-          method,
-          headers,
-          body: o.body ?? null,
-          signal: o.signal ? AbortSignal.any([o.signal, timeout]) : timeout,
-          ...(this.opts.dispatcher ? { dispatcher: this.opts.dispatcher } : {}),
-        });
-        let text = '';
-        if (method === 'HEAD' || o.discard) await res.body.dump().catch(() => undefined);
-        else {
-          const bytes = await readBytes(res, MAX_BODY);
-          if (!bytes) throw new RegistryError(`Harbor API answer larger than ${MAX_BODY} bytes`, { registry: this.registry });
-          text = bytes.toString('utf8');
-        }
-        answer = { status: res.statusCode, headers: res.headers, text, url };
-      } catch (err) {
-        if (o.signal?.aborted || err instanceof RegistryError) throw err;
-        const transient = isNetworkError(err) || (err as Error).name === 'TimeoutError';
-        if (transient && attempt < retries) {
-          await sleep(backoffMs(attempt + 1, this.opts.retryDelayMs ?? 500));
-          continue;
-        }
-        throw new UnreachableError(`Harbor API ${method} ${url.pathname}: ${(err as Error).message}`, { registry: this.registry, method, cause: err });
-      }
-      if (RETRY_STATUS.has(answer.status) && attempt < retries) {
-        const wait = parseRetryAfter(answer.headers['retry-after']) ?? backoffMs(attempt + 1, this.opts.retryDelayMs ?? 500);
-        await sleep(Math.min(wait, 30_000));
-        continue;
-      }
-      return answer;
-    }
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (o.body !== undefined) headers['content-type'] = 'application/json';
+    const res = await this.transport.send({ method, url, headers, body: o.body ?? null, signal: o.signal, kind: 'api', auth: this.auth, retryStatus: RETRY_STATUS });
+    let text = '';
+    if (method === 'HEAD' || o.discard) await res.body.dump().catch(() => undefined);
+    else text = await readBodyText(res, MAX_BODY, { registry: this.registry, what: `Harbor API answer ${url.pathname}` });
+    return { status: res.statusCode, headers: res.headers, text, url: res.url };
   }
 }
 

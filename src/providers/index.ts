@@ -2,10 +2,9 @@
 // RegistryClient with that product's credentials.
 import type { Logger } from 'pino';
 import type { RegistryConfig, TransferConfig } from '../config/schema.js';
+import type { RequestCounter, RequestObserver } from '../http/observe.js';
 import type { CredentialSource } from '../registry/auth.js';
 import { RegistryClient } from '../registry/client.js';
-import { trustedCertificates } from '../registry/http.js';
-import { Agent, type Dispatcher } from 'undici';
 import { GenericProvider } from './generic.js';
 import { HarborProvider } from './harbor.js';
 import { HarborApi } from './harbor-api.js';
@@ -19,6 +18,10 @@ export interface ProviderOptions {
   transfer: Pick<TransferConfig, 'retries' | 'requestTimeout' | 'concurrency'>;
   logger?: Logger | undefined;
   onRetry?: ((registry: string) => void) | undefined;
+  /** Counts every request per registry and kind (shared by the run's providers: plan/report say how many each received). */
+  requests?: RequestCounter | undefined;
+  /** Called once per HTTP request (method, URL without query, status, duration): the CLI logs it at debug level. */
+  onRequest?: RequestObserver | undefined;
 }
 
 export function staticCredentials(config: RegistryConfig): CredentialSource {
@@ -39,44 +42,41 @@ export function createClient(name: string, config: RegistryConfig, opts: Provide
     connections: Math.max(8, opts.transfer.concurrency * 2),
     logger: opts.logger,
     onRetry: () => opts.onRetry?.(name),
+    counter: opts.requests,
+    observer: opts.onRequest,
   });
 }
 
-/** An undici dispatcher with the registry's TLS settings, for product APIs on the registry host. */
-export function tlsDispatcher(config: RegistryConfig): Dispatcher | undefined {
-  if (!config.insecure && !config.caFile) return undefined;
-  return new Agent({ connect: { rejectUnauthorized: !config.insecure, ...(config.caFile ? { ca: trustedCertificates(config.caFile) } : {}) } });
+/** Options of a cloud API's own transport: the run's request counter and observer. */
+function apiHttp(opts: ProviderOptions) {
+  return { counter: opts.requests, observer: opts.onRequest };
 }
 
 export function createProvider(name: string, config: RegistryConfig, opts: ProviderOptions): Provider {
   switch (config.kind) {
     case 'tcr': {
-      const api = config.tcr ? TcrApi.fromConfig(config.tcr) : undefined;
+      const api = config.tcr ? TcrApi.fromConfig(config.tcr, apiHttp(opts)) : undefined;
       // An explicit instance credential wins; API keys then only manage namespaces.
       const credentials = config.username !== undefined || !api ? staticCredentials(config) : new TcrCredentialSource(api).source;
       return new TcrProvider(name, config, createClient(name, config, opts, credentials), api);
     }
     case 'swr': {
       const login = swrCredentials(config);
+      const client = createClient(name, config, opts, async () => login);
       const namespaces =
         config.swr?.accessKey && config.swr.secretKey
-          ? SwrApi.fromConfig(config.swr)
+          ? SwrApi.fromConfig(config.swr, apiHttp(opts))
           : login
-            ? new SwrDockyard({ registryUrl: config.url, ...login, dispatcher: tlsDispatcher(config) })
+            ? // The dockyard endpoint is on the registry host: the registry's transport (TLS settings, limits).
+              new SwrDockyard({ registryUrl: config.url, ...login, transport: client.transport })
             : undefined;
-      return new SwrProvider(name, config, createClient(name, config, opts, async () => login), namespaces);
+      return new SwrProvider(name, config, client, namespaces);
     }
     case 'harbor': {
-      const api = new HarborApi({
-        url: config.url,
-        username: config.username,
-        password: config.password,
-        registry: name,
-        dispatcher: tlsDispatcher(config),
-        retries: opts.transfer.retries,
-        timeoutMs: opts.transfer.requestTimeout * 1000,
-      });
-      return new HarborProvider(name, config, createClient(name, config, opts), api);
+      // One transport for Harbor's API and its /v2/: one origin, one set of limits, one back-off.
+      const client = createClient(name, config, opts);
+      const api = new HarborApi({ url: config.url, username: config.username, password: config.password, registry: name, transport: client.transport });
+      return new HarborProvider(name, config, client, api);
     }
     default:
       return new GenericProvider(name, config, createClient(name, config, opts));

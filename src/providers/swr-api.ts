@@ -14,7 +14,10 @@
 import type { Credentials } from '../registry/auth.js';
 import type { RegistryConfig } from '../config/schema.js';
 import { CloudApiError } from './cloud-error.js';
-import { OncePerKey, sendCloudRequest, type CloudHttpOptions, type CloudResponse } from './cloud-http.js';
+import { basicAuthorizer } from '../http/auth.js';
+import type { Transport } from '../http/transport.js';
+import type { Authorizer } from '../http/types.js';
+import { OncePerKey, cloudTransport, sendCloudRequest, type CloudHttpOptions, type CloudResponse } from './cloud-http.js';
 import { sdkDate, signSdkHmac, swrLoginPassword, swrLoginUsername } from './swr-signer.js';
 
 type SwrConfig = NonNullable<RegistryConfig['swr']>;
@@ -201,7 +204,7 @@ export class SwrApi {
   private readonly projectId: OncePerKey<string> = new OncePerKey<string>();
   private readonly configuredProjectId: string | undefined;
   private readonly now: () => number;
-  private readonly http: CloudHttpOptions;
+  readonly transport: Transport;
   private readonly ensured = new OncePerKey<void>();
 
   constructor(opts: SwrApiOptions) {
@@ -213,7 +216,7 @@ export class SwrApi {
     this.secretKey = opts.secretKey;
     this.configuredProjectId = opts.projectId;
     this.now = opts.now ?? Date.now;
-    this.http = { dispatcher: opts.dispatcher, timeoutMs: opts.timeoutMs, retries: opts.retries, retryDelayMs: opts.retryDelayMs };
+    this.transport = cloudTransport(`swr-api ${this.endpoint.host}`, opts);
   }
 
   /** From the registry's `swr` config block (which must carry accessKey and secretKey). */
@@ -269,13 +272,18 @@ export class SwrApi {
    * Host and (for SWR calls) X-Project-Id, all of them signed.
    */
   private signedSend(method: 'GET' | 'POST', url: URL, action: string, payload: string | undefined, projectId: string | undefined): Promise<CloudResponse> {
-    return sendCloudRequest('swr', action, () => {
-      const headers: Record<string, string> = { 'Content-Type': 'application/json', Host: url.host, 'X-Sdk-Date': sdkDate(new Date(this.now())) };
-      if (projectId) headers['X-Project-Id'] = projectId;
-      const signed = signSdkHmac({ accessKey: this.accessKey, secretKey: this.secretKey, method, url, headers, body: payload, signedHeaders: Object.keys(headers) });
-      const { Host: _host, ...rest } = headers; // undici derives Host from the URL (the same value)
-      return { method, url, headers: { ...rest, ...signed.headers }, body: payload };
-    }, this.http);
+    // Signed again for every attempt (X-Sdk-Date), by an Authorizer bound to the URL's origin.
+    const auth: Authorizer = {
+      origin: url.origin,
+      authorize: async () => {
+        const headers: Record<string, string> = { 'Content-Type': 'application/json', Host: url.host, 'X-Sdk-Date': sdkDate(new Date(this.now())) };
+        if (projectId) headers['X-Project-Id'] = projectId;
+        const signed = signSdkHmac({ accessKey: this.accessKey, secretKey: this.secretKey, method, url, headers, body: payload, signedHeaders: Object.keys(headers) });
+        const { Host: _host, ...rest } = headers; // undici derives Host from the URL (the same value)
+        return { ...rest, ...signed.headers };
+      },
+    };
+    return sendCloudRequest(this.transport, 'swr', action, { method, url, body: payload, auth });
   }
 
   private async send(method: 'GET' | 'POST', path: string, body?: unknown, action?: string): Promise<CloudResponse> {
@@ -382,25 +390,20 @@ export interface SwrDockyardOptions extends CloudHttpOptions {
 /** Organization management through the registry host with Basic auth (Harbor's Huawei adapter). */
 export class SwrDockyard {
   private readonly base: URL;
-  private readonly authorization: string;
-  private readonly http: CloudHttpOptions;
+  private readonly auth: Authorizer;
+  readonly transport: Transport;
   private readonly ensured = new OncePerKey<void>();
 
   constructor(opts: SwrDockyardOptions) {
     this.base = new URL(opts.registryUrl);
-    this.authorization = `Basic ${Buffer.from(`${opts.username}:${opts.password}`).toString('base64')}`;
-    this.http = { dispatcher: opts.dispatcher, timeoutMs: opts.timeoutMs, retries: opts.retries, retryDelayMs: opts.retryDelayMs };
+    this.auth = basicAuthorizer(this.base.origin, { username: opts.username, password: opts.password });
+    this.transport = cloudTransport(`swr-dockyard ${this.base.host}`, opts);
   }
 
   private send(method: 'GET' | 'POST', path: string, action: string, body?: unknown): Promise<CloudResponse> {
     const url = new URL(path, this.base);
     const payload = body === undefined ? undefined : JSON.stringify(body);
-    return sendCloudRequest('swr', action, () => ({
-      method,
-      url,
-      headers: { Authorization: this.authorization, 'Content-Type': 'application/json; charset=utf-8' },
-      body: payload,
-    }), this.http);
+    return sendCloudRequest(this.transport, 'swr', action, { method, url, headers: { 'Content-Type': 'application/json; charset=utf-8' }, body: payload, auth: this.auth });
   }
 
   async describeNamespace(name: string): Promise<boolean> {

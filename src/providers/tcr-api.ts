@@ -20,7 +20,8 @@
 import type { Credentials, CredentialSource } from '../registry/auth.js';
 import type { RegistryConfig } from '../config/schema.js';
 import { CloudApiError } from './cloud-error.js';
-import { OncePerKey, sendCloudRequest, type CloudHttpOptions } from './cloud-http.js';
+import type { Transport } from '../http/transport.js';
+import { OncePerKey, cloudTransport, sendCloudRequest, type CloudHttpOptions } from './cloud-http.js';
 import { signTc3 } from './tc3-signer.js';
 
 export const TCR_API_ENDPOINT = 'https://tcr.tencentcloudapi.com';
@@ -119,7 +120,7 @@ export class TcrApi {
   private readonly secretId: string;
   private readonly secretKey: string;
   private readonly token: string | undefined;
-  private readonly http: CloudHttpOptions;
+  readonly transport: Transport;
   private readonly ensured = new OncePerKey<void>();
 
   constructor(opts: TcrApiOptions) {
@@ -130,7 +131,7 @@ export class TcrApi {
     this.secretId = opts.secretId;
     this.secretKey = opts.secretKey;
     this.token = opts.token;
-    this.http = { dispatcher: opts.dispatcher, timeoutMs: opts.timeoutMs, retries: opts.retries, retryDelayMs: opts.retryDelayMs };
+    this.transport = cloudTransport(`tcr-api ${this.endpoint.host}`, opts);
   }
 
   static fromConfig(tcr: TcrConfig, extra: Omit<TcrApiOptions, keyof TcrConfig> = {}): TcrApi {
@@ -143,27 +144,37 @@ export class TcrApi {
    */
   async call<T = Record<string, unknown>>(action: string, params: Record<string, unknown>): Promise<T> {
     const payload = JSON.stringify(params);
+    const endpoint = this.endpoint;
     const res = await sendCloudRequest(
+      this.transport,
       'tcr',
       action,
-      () => {
-        const signed = signTc3({
-          secretId: this.secretId,
-          secretKey: this.secretKey,
-          service: 'tcr',
-          host: this.endpoint.host,
-          action,
-          version: TCR_API_VERSION,
-          region: this.region,
-          timestamp: Math.floor(this.now() / 1000),
-          payload,
-          token: this.token,
-        });
-        const { Host: _host, ...headers } = signed.headers; // undici derives Host from the URL
-        return { method: 'POST', url: new URL('/', this.endpoint), headers, body: payload };
+      {
+        method: 'POST',
+        url: new URL('/', endpoint),
+        body: payload,
+        // Signed again for every attempt: the signature carries a timestamp.
+        auth: {
+          origin: endpoint.origin,
+          authorize: async () => {
+            const signed = signTc3({
+              secretId: this.secretId,
+              secretKey: this.secretKey,
+              service: 'tcr',
+              host: endpoint.host,
+              action,
+              version: TCR_API_VERSION,
+              region: this.region,
+              timestamp: Math.floor(this.now() / 1000),
+              payload,
+              token: this.token,
+            });
+            const { Host: _host, ...headers } = signed.headers; // undici derives Host from the URL
+            return headers;
+          },
+        },
       },
-      this.http,
-      (r) => r.status === 429 || r.status >= 500 || RETRYABLE_CODES.has(parseTcrBody(r.text)?.Error?.Code ?? ''),
+      (r) => RETRYABLE_CODES.has(parseTcrBody(r.text)?.Error?.Code ?? ''),
     );
     const body = parseTcrBody(res.text);
     if (!body) {
@@ -310,7 +321,8 @@ export class TcrCredentialSource {
   private refreshing: Promise<TcrInstanceToken> | undefined;
   private readonly refreshBeforeMs: number;
   private readonly now: () => number;
-  readonly source: CredentialSource = () => this.get();
+  /** For the registry client: `invalidate` is called when the registry or its token service refuses the token. */
+  readonly source: CredentialSource = Object.assign(() => this.get(), { invalidate: () => this.invalidate() });
 
   constructor(
     private readonly api: Pick<TcrApi, 'createInstanceToken'> & { now?: () => number },

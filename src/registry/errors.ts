@@ -22,6 +22,7 @@ export class RegistryError extends Error {
   readonly detail: string | undefined;
 
   constructor(message: string, details: RegistryErrorDetails) {
+    details = { ...details, code: details.code && remoteText(details.code, 100), detail: details.detail && remoteText(details.detail) };
     const where = [details.registry, details.repository].filter(Boolean).join('/');
     const how = [details.status && `HTTP ${details.status}`, details.code, details.detail].filter(Boolean).join(' ');
     super(`${where}: ${message}${how ? ` (${how})` : ''}`, { cause: details.cause });
@@ -75,6 +76,46 @@ export class UnsupportedContentError extends Error {
   override name = 'UnsupportedContentError';
 }
 
+/** A response body larger than the reader's limit (the body was discarded). */
+export class BodyTooLargeError extends RegistryError {
+  override name = 'BodyTooLargeError';
+  readonly retryable = false;
+  readonly limit: number;
+  constructor(message: string, details: RegistryErrorDetails & { limit: number }) {
+    super(message, details);
+    this.limit = details.limit;
+  }
+}
+
+/**
+ * A Link, Location or token realm that the registry may not point at: another origin for a page
+ * link, a realm from another origin's answer, an http realm for an https registry, a link-local or
+ * metadata address. Never retried: the answer itself is the problem.
+ */
+export class UntrustedUrlError extends RegistryError {
+  override name = 'UntrustedUrlError';
+  readonly retryable = false;
+}
+
+/** A digest whose algorithm Ferry cannot verify (only sha256 and sha512 are known). */
+export class UnsupportedDigestError extends Error {
+  override name = 'UnsupportedDigestError';
+  readonly retryable = false;
+}
+
+/** Longest registry-supplied text (error message, code) that reaches an error, a log line or a report. */
+export const MAX_REMOTE_TEXT = 300;
+
+/**
+ * Text from a registry or an API made safe to print: control characters (ANSI escapes, newlines that
+ * would forge report lines, NULs) become spaces, runs of whitespace collapse, and the length is capped.
+ */
+export function remoteText(text: string, max = MAX_REMOTE_TEXT): string {
+  // eslint-disable-next-line no-control-regex
+  const clean = text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, ' ').replace(/\s{2,}/g, ' ').trim();
+  return clean.length > max ? `${clean.slice(0, max - 1)}…` : clean;
+}
+
 /** Parses the OCI error body `{"errors":[{"code","message","detail"}]}` defensively: 4xx bodies may be anything. */
 export function parseErrorBody(text: string): { code?: string; message?: string } {
   try {
@@ -82,13 +123,13 @@ export function parseErrorBody(text: string): { code?: string; message?: string 
     const first = Array.isArray(body?.errors) ? body.errors[0] : undefined;
     if (first && typeof first === 'object') {
       const out: { code?: string; message?: string } = {};
-      if (typeof first.code === 'string') out.code = first.code;
-      if (typeof first.message === 'string') out.message = first.message;
+      if (typeof first.code === 'string') out.code = remoteText(first.code, 100);
+      if (typeof first.message === 'string') out.message = remoteText(first.message);
       return out;
     }
   } catch {
     // not JSON: fall through
   }
-  const trimmed = text.trim();
-  return trimmed ? { message: trimmed.slice(0, 200) } : {};
+  const trimmed = remoteText(text, 200);
+  return trimmed ? { message: trimmed } : {};
 }

@@ -64,6 +64,16 @@ export function sha256Digest(bytes: Uint8Array | string): string {
   return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 }
 
+/** Digest algorithms Ferry verifies (OCI image-spec descriptor.md: sha256 and sha512 are registered). */
+export const DIGEST_ALGORITHMS = { sha256: 64, sha512: 128 } as const;
+
+/** The digest of `bytes` with the algorithm of `like` (a digest string), or undefined for an unknown algorithm. */
+export function digestLike(like: string, bytes: Uint8Array | string): string | undefined {
+  const algorithm = like.slice(0, like.indexOf(':'));
+  if (algorithm !== 'sha256' && algorithm !== 'sha512') return undefined;
+  return `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}`;
+}
+
 /**
  * Parses manifest bytes. `headerType` is the Content-Type the registry sent; the body's own `mediaType`
  * wins when present (helm omits it, so an OCI manifest can arrive with only the header to go by).

@@ -1,12 +1,14 @@
 // Blob uploads: session start (optionally as a cross-repository mount), monolithic PUT, chunked
 // PATCH, session status and cancel. Upload Locations may be relative or absolute and may carry
 // query parameters (state tokens): they are resolved against the request URL and `digest` is merged
-// into the existing query, never appended blindly.
+// into the existing query, never appended blindly. A Location on another origin is used, but gets no
+// credentials (the request layer binds them to the registry's origin).
 import type { Readable } from 'node:stream';
+import type { BodyFactory } from '../http/types.js';
+import { headerValue } from '../http/types.js';
 import { pullScope, pushScope } from './auth.js';
 import type { RegistryClient } from './client.js';
 import { RegistryError } from './errors.js';
-import { headerValue } from './http.js';
 
 export type UploadStart =
   | { mounted: true }
@@ -43,14 +45,14 @@ function uploadScopes(repository: string, mountFrom?: string): string[] {
 export async function startUpload(client: RegistryClient, repository: string, mount?: { digest: string; from: string }): Promise<UploadStart> {
   if (mount) {
     const url = client.url(`v2/${repository}/blobs/uploads/?mount=${encodeURIComponent(mount.digest)}&from=${encodeURIComponent(mount.from)}`);
-    const res = await client.send({ method: 'POST', url, headers: { 'content-length': '0' }, body: '', scopes: uploadScopes(repository, mount.from), repository });
+    const res = await client.send({ method: 'POST', url, headers: { 'content-length': '0' }, body: '', scopes: uploadScopes(repository, mount.from), repository, kind: 'upload' });
     await res.body.dump().catch(() => undefined);
     if (res.statusCode === 201) return { mounted: true };
     if (res.statusCode === 202) return session(res, url, client, repository);
     client.logger?.debug({ registry: client.name, repository, status: res.statusCode }, 'mount refused, uploading instead');
   }
   const url = client.url(`v2/${repository}/blobs/uploads/`);
-  const res = await client.send({ method: 'POST', url, headers: { 'content-length': '0' }, body: '', scopes: uploadScopes(repository), repository });
+  const res = await client.send({ method: 'POST', url, headers: { 'content-length': '0' }, body: '', scopes: uploadScopes(repository), repository, kind: 'upload' });
   if (res.statusCode !== 202) throw await client.failure(res, 'start blob upload', repository);
   await res.body.dump().catch(() => undefined);
   return session(res, url, client, repository);
@@ -65,12 +67,15 @@ function session(res: Awaited<ReturnType<RegistryClient['send']>>, url: URL, cli
   };
 }
 
-/** Uploads the whole blob in one PUT ?digest=. The registry verifies the digest before committing. */
+/**
+ * Uploads the whole blob in one PUT ?digest=. The registry verifies the digest before committing. A
+ * body factory makes the PUT replayable: a 401 is then re-authenticated and the body sent again.
+ */
 export async function putMonolithic(
   client: RegistryClient,
   repository: string,
   location: URL,
-  body: Readable | Buffer,
+  body: Readable | Buffer | BodyFactory,
   size: number,
   digest: string,
   signal?: AbortSignal,
@@ -83,6 +88,9 @@ export async function putMonolithic(
     scopes: [pushScope(repository)],
     repository,
     signal,
+    kind: 'upload',
+    blobBody: true,
+    bodyBytes: size,
   });
   if (res.statusCode !== 201 && res.statusCode !== 204 && res.statusCode !== 200) throw await client.failure(res, `upload blob ${digest}`, repository);
   await res.body.dump().catch(() => undefined);
@@ -96,7 +104,7 @@ export async function patchChunk(
   client: RegistryClient,
   repository: string,
   location: URL,
-  body: Readable | Buffer,
+  body: Readable | Buffer | BodyFactory,
   start: number,
   length: number,
   signal?: AbortSignal,
@@ -113,6 +121,9 @@ export async function patchChunk(
     scopes: [pushScope(repository)],
     repository,
     signal,
+    kind: 'upload',
+    blobBody: true,
+    bodyBytes: length,
   });
   if (res.statusCode !== 202 && res.statusCode !== 204) {
     const err = await client.failure(res, `upload chunk ${start}-${start + length - 1}`, repository);
@@ -132,6 +143,7 @@ export async function finishUpload(client: RegistryClient, repository: string, l
     body: '',
     scopes: [pushScope(repository)],
     repository,
+    kind: 'upload',
   });
   if (res.statusCode !== 201 && res.statusCode !== 204 && res.statusCode !== 200) throw await client.failure(res, `commit blob ${digest}`, repository);
   await res.body.dump().catch(() => undefined);
@@ -142,7 +154,7 @@ export async function finishUpload(client: RegistryClient, repository: string, l
  * session is gone (expired or purged): the caller starts the blob over.
  */
 export async function uploadStatus(client: RegistryClient, repository: string, location: URL): Promise<{ offset: number; location: URL } | undefined> {
-  const res = await client.send({ method: 'GET', url: location, scopes: [pushScope(repository)], repository });
+  const res = await client.send({ method: 'GET', url: location, scopes: [pushScope(repository)], repository, kind: 'upload' });
   await res.body.dump().catch(() => undefined);
   if (res.statusCode === 404 || res.statusCode === 400) return undefined;
   if (res.statusCode !== 204 && res.statusCode !== 200) throw await client.failure(res, 'upload status', repository, 'GET');
@@ -155,7 +167,7 @@ export async function uploadStatus(client: RegistryClient, repository: string, l
 /** Best-effort DELETE of an upload session, so a failed or aborted upload is never committed. */
 export async function cancelUpload(client: RegistryClient, repository: string, location: URL): Promise<void> {
   try {
-    const res = await client.send({ method: 'DELETE', url: location, scopes: [pushScope(repository)], repository });
+    const res = await client.send({ method: 'DELETE', url: location, scopes: [pushScope(repository)], repository, kind: 'upload' });
     await res.body.dump().catch(() => undefined);
   } catch {
     // the registry purges abandoned sessions itself

@@ -9,7 +9,8 @@ import PQueue from 'p-queue';
 import type { Logger } from 'pino';
 import type { RegistryClient } from '../registry/client.js';
 import { AuthError, DigestMismatchError, NotFoundError, RegistryError, UnreachableError } from '../registry/errors.js';
-import { backoffMs, isNetworkError } from '../registry/http.js';
+import { isNetworkError } from '../http/dispatch.js';
+import { backoffMs } from '../http/retry.js';
 import type { Descriptor } from '../registry/media-types.js';
 import { cancelUpload, putMonolithic, startUpload } from '../registry/upload.js';
 import type { DestinationState } from '../state/types.js';
@@ -179,13 +180,6 @@ export class BlobCopier {
         return await this.attemptWithDeadline(job, key, journaled !== undefined);
       } catch (err) {
         if (job.signal?.aborted) throw err;
-        // A token the registry refused during a streamed upload (expired early, clock skew): the
-        // client has dropped it and re-authenticates on the next attempt, which goes at once. A token
-        // service refusing the credentials (TokenRefusedError) is final.
-        if (err instanceof AuthError && err.status === 401 && (err as { retryable?: boolean }).retryable !== false && attempt <= this.opts.retries) {
-          this.opts.logger?.warn({ digest, repository: job.destinationRepository, attempt, err: err.message }, 'token refused during the copy, re-authenticating');
-          continue;
-        }
         if (!isRetryable(err) || attempt > this.opts.retries) throw err;
         const delay = backoffMs(attempt);
         this.opts.logger?.warn({ digest, repository: job.destinationRepository, attempt, err: (err as Error).message }, 'blob copy failed, retrying');
@@ -274,18 +268,28 @@ export class BlobCopier {
   }
 
   private async uploadMonolithic(job: BlobJob, location: URL, open: (start: number) => Promise<VerifiedBody>): Promise<void> {
-    const body = await open(0);
-    const put = putMonolithic(job.destination, job.destinationRepository, location, body.stream, job.descriptor.size, job.descriptor.digest, job.signal).catch(
-      (err: unknown) => {
-        // The registry answered before reading the whole body: stop the source too.
-        body.stream.destroy(err as Error);
-        throw err;
-      },
-    );
-    // Report the source/verification failure in preference to the request error it caused.
-    const [pipe, req] = await Promise.allSettled([body.done, put]);
-    if (pipe.status === 'rejected') throw pipe.reason;
-    if (req.status === 'rejected') throw req.reason;
+    // A body factory: the request layer opens the verified source again when it must send the PUT
+    // once more (a 401 answered by re-authenticating inside the client).
+    let body: VerifiedBody | undefined;
+    const factory = async () => {
+      body?.stream.destroy();
+      body = await open(0);
+      return body.stream;
+    };
+    try {
+      await putMonolithic(job.destination, job.destinationRepository, location, factory, job.descriptor.size, job.descriptor.digest, job.signal);
+    } catch (err) {
+      // The registry answered before reading the whole body: stop the source too, and report the
+      // source/verification failure in preference to the request error it caused.
+      const current = body as VerifiedBody | undefined;
+      current?.stream.destroy(err as Error);
+      const sourceError = await current?.done.then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      throw sourceError && sourceError !== err && !isPrematureClose(sourceError) ? sourceError : err;
+    }
+    await (body as VerifiedBody | undefined)?.done;
   }
 
   /**
@@ -294,7 +298,7 @@ export class BlobCopier {
    */
   async openVerified(job: BlobJob, start: number): Promise<VerifiedBody> {
     const { digest, size } = job.descriptor;
-    const src = await job.source.getBlob(job.sourceRepository, digest, { start, signal: job.signal });
+    const src = await job.source.getBlob(job.sourceRepository, digest, { start, signal: job.signal, size });
     if (start === 0 && src.size >= 0 && size >= 0 && src.size !== size) {
       src.body.destroy();
       throw new DigestMismatchError(digest, `a blob of ${src.size} bytes (manifest says ${size})`, `${job.source.name}/${job.sourceRepository}`);
@@ -314,6 +318,10 @@ export class BlobCopier {
     done.catch(() => undefined);
     return { stream: out, start: src.start, done };
   }
+}
+
+function isPrematureClose(err: unknown): boolean {
+  return (err as { code?: string }).code === 'ERR_STREAM_PREMATURE_CLOSE';
 }
 
 /** Whole-blob retries: network trouble and server-side failures, not bad content or refused credentials. */

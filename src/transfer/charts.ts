@@ -29,10 +29,11 @@ import { createGunzip } from 'node:zlib';
 import type { Logger } from 'pino';
 import tarStream from 'tar-stream';
 import { parse as parseYaml } from 'yaml';
+import { basicAuthorizer } from '../http/auth.js';
+import { readBody } from '../http/body.js';
+import type { HttpResponse } from '../http/types.js';
 import type { Credentials } from '../registry/auth.js';
-import type { RegistryClient } from '../registry/client.js';
-import { AuthError, NotFoundError, RegistryError, UnsupportedContentError } from '../registry/errors.js';
-import { headerValue, type HttpResponse } from '../registry/http.js';
+import { AuthError, BodyTooLargeError, NotFoundError, RegistryError, UnsupportedContentError } from '../registry/errors.js';
 import { type Descriptor, MediaTypes, isValidTag, sha256Digest } from '../registry/media-types.js';
 import { putMonolithic, startUpload } from '../registry/upload.js';
 import { type ArtifactContext, describeError } from './artifact-copier.js';
@@ -43,7 +44,6 @@ import { type TokenBucket, takeAll } from './throttle.js';
 export const MAX_CHART_BYTES = 64 * 1024 * 1024;
 export const MAX_PROVENANCE_BYTES = 1024 * 1024;
 const MAX_METADATA_FILE_BYTES = 1024 * 1024;
-const MAX_REDIRECTS = 5;
 
 /** A chart that cannot be converted: corrupt archive, no Chart.yaml, no name or version, too large. */
 export class ChartError extends UnsupportedContentError {
@@ -371,15 +371,17 @@ export class ChartMuseumCopier {
     try {
       if (!cm) throw new Error('not a ChartMuseum chart');
       const url = cm.url ?? new URL(`chartrepo/${encodeURIComponent(cm.project)}/charts/${encodeURIComponent(`${cm.name}-${cm.version}.tgz`)}`, ctx.source.baseUrl).href;
-      const auth = await this.authorization(ctx.source);
-      const chart = await readChartArchive(await this.download(ctx, new URL(url), auth), { maxBytes: this.opts.maxChartBytes });
+      const creds = await this.opts.credentials?.(ctx.source.name);
+      const chart = await readChartArchive(await this.download(ctx, new URL(url), creds), { maxBytes: this.opts.maxChartBytes });
       if (chart.metadata.name !== cm.name || chart.metadata.version !== cm.version) {
         throw new ChartError(`the archive holds ${String(chart.metadata.name)} ${String(chart.metadata.version)}, but ChartMuseum lists it as ${cm.name} ${cm.version}`);
       }
       let provenance: Buffer | undefined;
       if (cm.provUrl) {
-        const res = await this.download(ctx, new URL(cm.provUrl), auth);
-        provenance = await readBounded(res, MAX_PROVENANCE_BYTES, 'provenance file');
+        const res = await this.download(ctx, new URL(cm.provUrl), creds);
+        provenance = await readBody({ body: res, statusCode: 200 }, MAX_PROVENANCE_BYTES, { registry: ctx.source.name, repository: item.sourceRepository, what: 'provenance file' }).catch((err: unknown) => {
+          throw err instanceof BodyTooLargeError ? new ChartError(`provenance file is larger than ${MAX_PROVENANCE_BYTES} bytes`) : err;
+        });
       }
       const oci = buildHelmOciChart(chart, provenance);
       result.digest = oci.digest;
@@ -425,39 +427,30 @@ export class ChartMuseumCopier {
     return result;
   }
 
-  private async authorization(source: RegistryClient): Promise<string | undefined> {
-    const creds = await this.opts.credentials?.(source.name);
-    return creds ? `Basic ${Buffer.from(`${creds.username}:${creds.password}`, 'utf8').toString('base64')}` : undefined;
-  }
-
-  /** GET with the source registry's TLS settings and retries; credentials only to the registry's own origin. */
-  private async download(ctx: ArtifactContext, url: URL, authorization: string | undefined): Promise<HttpResponse['body']> {
+  /**
+   * GET through the source registry's transport (its TLS settings, retries, limits, redirects). The
+   * registry's Basic credentials go to the registry's own origin only: an absolute chart URL or a
+   * redirect to another origin gets none.
+   */
+  private async download(ctx: ArtifactContext, url: URL, creds: Credentials | undefined): Promise<HttpResponse['body']> {
     const client = ctx.source;
-    let target = url;
-    for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
-      const sameOrigin = target.origin === client.baseUrl.origin;
-      const res = await client.http.send({
-        method: 'GET',
-        url: target,
-        headers: { accept: 'application/x-tar, application/gzip, application/octet-stream, */*', ...(sameOrigin && authorization ? { authorization } : {}) },
-        repository: ctx.item.sourceRepository,
-        signal: ctx.signal,
-      });
-      const location = headerValue(res.headers, 'location');
-      if (res.statusCode >= 300 && res.statusCode < 400 && location) {
-        await res.body.dump().catch(() => undefined);
-        target = new URL(location, target);
-        continue;
-      }
-      if (res.statusCode === 200) return res.body;
-      await res.body.dump().catch(() => undefined);
-      const details = { registry: client.name, repository: ctx.item.sourceRepository, status: res.statusCode, method: 'GET' };
-      const what = `download ${target.pathname}`;
-      if (res.statusCode === 404) throw new NotFoundError(`${what}: not found`, details);
-      if (res.statusCode === 401 || res.statusCode === 403) throw new AuthError(`${what}: ${res.statusCode === 401 ? 'authentication failed' : 'permission denied'}`, details);
-      throw new RegistryError(`${what} failed`, details);
-    }
-    throw new RegistryError(`too many redirects downloading ${url.pathname}`, { registry: client.name, repository: ctx.item.sourceRepository });
+    const res = await client.transport.send({
+      method: 'GET',
+      url,
+      headers: { accept: 'application/x-tar, application/gzip, application/octet-stream, */*' },
+      repository: ctx.item.sourceRepository,
+      signal: ctx.signal,
+      kind: 'chart',
+      blobBody: true,
+      auth: creds ? basicAuthorizer(client.baseUrl.origin, creds) : undefined,
+    });
+    if (res.statusCode === 200) return res.body;
+    await res.body.dump().catch(() => undefined);
+    const details = { registry: client.name, repository: ctx.item.sourceRepository, status: res.statusCode, method: 'GET' };
+    const what = `download ${res.url.pathname}`;
+    if (res.statusCode === 404) throw new NotFoundError(`${what}: not found`, details);
+    if (res.statusCode === 401 || res.statusCode === 403) throw new AuthError(`${what}: ${res.statusCode === 401 ? 'authentication failed' : 'permission denied'}`, details);
+    throw new RegistryError(`${what} failed`, details);
   }
 
   private async pushBlob(ctx: ArtifactContext, descriptor: Descriptor, bytes: Buffer): Promise<void> {
@@ -473,18 +466,4 @@ export class ChartMuseumCopier {
     ctx.stats.addBytes(bytes.length);
     ctx.stats.addBlob('uploaded', descriptor.size);
   }
-}
-
-async function readBounded(body: HttpResponse['body'], limit: number, what: string): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let n = 0;
-  for await (const chunk of body as AsyncIterable<Buffer>) {
-    n += chunk.length;
-    if (n > limit) {
-      body.destroy();
-      throw new ChartError(`${what} is larger than ${limit} bytes`);
-    }
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
 }

@@ -1,0 +1,127 @@
+// The innermost layer: hands one attempt to an undici dispatcher (injected, so unit tests use
+// MockAgent; otherwise a keep-alive Agent with the registry's TLS settings, pooled per origin so
+// object-storage redirect targets get their own pool). Idle timeouts (headers, and between body
+// chunks) apply to every request; a total deadline to every request that is not a blob body.
+// Counts and reports every attempt.
+import { readFileSync } from 'node:fs';
+import { rootCertificates } from 'node:tls';
+import { Agent, errors as undiciErrors, type Dispatcher } from 'undici';
+import { UnreachableError } from '../registry/errors.js';
+import { bodyForAttempt } from './body.js';
+import type { RequestCounter, RequestObserver } from './observe.js';
+import { type HttpRequest, type HttpResponse, type Send, redactUrl } from './types.js';
+
+export const USER_AGENT = `ferry/0.1 (node ${process.versions.node})`;
+
+const NETWORK_ERROR_CODES = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'UND_ERR_CLOSED',
+]);
+
+/** True for failures where the same request may succeed later (network trouble, not a protocol answer). */
+export function isNetworkError(err: unknown): boolean {
+  if (err instanceof NetworkError) return err.transient;
+  const e = err as { code?: string; cause?: { code?: string } } | undefined;
+  return !!e && (NETWORK_ERROR_CODES.has(e.code ?? '') || NETWORK_ERROR_CODES.has(e.cause?.code ?? '') || err instanceof undiciErrors.SocketError);
+}
+
+/** A registry that could not be reached; `transient` when trying again may help (reset, timeout, refused). */
+export class NetworkError extends UnreachableError {
+  override name = 'UnreachableError';
+  transient = false;
+}
+
+export interface DispatchOptions {
+  registry: string;
+  dispatcher: Dispatcher;
+  /** Idle timeout for the answer's headers and between body chunks (ms). */
+  idleTimeoutMs: number;
+  /** Whole-request deadline for requests that are not blob bodies, body included (ms). */
+  deadlineMs: number;
+  counter: RequestCounter;
+  observer?: RequestObserver | undefined;
+}
+
+export function dispatchLayer(o: DispatchOptions): Send {
+  return async (req: HttpRequest): Promise<HttpResponse> => {
+    const started = performance.now();
+    const kind = req.kind ?? 'other';
+    const attempt = req.attempt ?? 1;
+    o.counter.add(o.registry, `${kind} ${req.method}`);
+    const deadline = req.blobBody ? undefined : AbortSignal.timeout(o.deadlineMs);
+    const signal = deadline ? (req.signal ? AbortSignal.any([req.signal, deadline]) : deadline) : req.signal;
+    const report = (status: number | undefined, error: string | undefined) =>
+      o.observer?.({ registry: o.registry, method: req.method, url: redactUrl(req.url), kind, status, error, durationMs: Math.round(performance.now() - started), attempt });
+    try {
+      const res = await o.dispatcher.request({
+        origin: req.url.origin,
+        path: req.url.pathname + req.url.search,
+        method: req.method,
+        headers: { 'user-agent': USER_AGENT, ...req.headers },
+        body: (await bodyForAttempt(req.body)) ?? null,
+        signal: signal ?? null,
+        headersTimeout: o.idleTimeoutMs,
+        bodyTimeout: o.idleTimeoutMs,
+      });
+      report(res.statusCode, undefined);
+      return { statusCode: res.statusCode, headers: res.headers, body: res.body, url: req.url };
+    } catch (err) {
+      report(undefined, (err as Error).message);
+      if (req.signal?.aborted) throw err;
+      if (deadline?.aborted) {
+        const e = new NetworkError(`no complete answer from ${req.url.origin} within ${Math.round(o.deadlineMs / 1000)} s`, {
+          registry: o.registry,
+          repository: req.repository,
+          method: req.method,
+          cause: err,
+        });
+        e.transient = true;
+        throw e;
+      }
+      const code = (err as { code?: string }).code ?? '';
+      const transient = isNetworkError(err);
+      if (transient || code.startsWith('UND_ERR') || code.startsWith('ERR_TLS') || /certificate/i.test((err as Error).message)) {
+        const e = new NetworkError(`cannot reach ${req.url.origin}: ${(err as Error).message}`, { registry: o.registry, repository: req.repository, method: req.method, cause: err });
+        e.transient = transient;
+        throw e;
+      }
+      throw err;
+    }
+  };
+}
+
+export interface AgentOptions {
+  insecure?: boolean | undefined;
+  caFile?: string | undefined;
+  /** Connections per origin. */
+  connections?: number | undefined;
+}
+
+/** A keep-alive Agent with the registry's TLS settings. */
+export function createAgent(o: AgentOptions): Agent {
+  const ca = trustedCertificates(o.caFile);
+  return new Agent({
+    connections: o.connections ?? 32,
+    keepAliveTimeout: 30_000,
+    connect: { rejectUnauthorized: !o.insecure, ...(ca ? { ca } : {}) },
+  });
+}
+
+/**
+ * Node's public roots plus the registry's own CA: `ca` replaces the default list, and a registry with a
+ * private CA may still redirect blob downloads to object storage with a public certificate.
+ */
+export function trustedCertificates(caFile: string | undefined): (string | Buffer)[] | undefined {
+  return caFile ? [...rootCertificates, readFileSync(caFile)] : undefined;
+}
