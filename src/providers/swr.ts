@@ -7,7 +7,8 @@ import type { RegistryClient } from '../registry/client.js';
 import { GenericProvider, probe } from './generic.js';
 import { validateSwrRepository } from './names.js';
 import { SwrApi, type SwrDockyard } from './swr-api.js';
-import type { TagInventoryEntry } from './types.js';
+import { listThroughInventory } from './inventory-listing.js';
+import type { ListOptions, SourceArtifact, TagInventoryEntry } from './types.js';
 
 /** SWR throttles at 20 push requests/s and 20 concurrent layer pushes per tenant. */
 export const SWR_DEFAULT_LIMITS = { requestsPerSecond: 20, maxConcurrency: 16 } as const;
@@ -29,6 +30,17 @@ export class SwrProvider extends GenericProvider {
    * without them the method is absent and the engine HEADs per tag.
    */
   readonly listTagInventory?: (repository: string, opts?: { signal?: AbortSignal }) => AsyncIterable<TagInventoryEntry>;
+
+  /**
+   * With AK/SK, the source listing comes from the SWR API (GET /v2/manage/repos, then each
+   * repository's tags): digests and push times known, one request per 100 tags. Without AK/SK, or
+   * keys the API refuses, through the registry catalog.
+   */
+  override listArtifacts(options: ListOptions = {}): AsyncIterable<SourceArtifact> {
+    const api = this.namespaces instanceof SwrApi ? this.namespaces : undefined;
+    if (!api || !this.listTagInventory) return super.listArtifacts(options);
+    return listThroughInventory(api.listRepositories(), (r) => this.listTagInventory!(r, { signal: options.signal }), options, () => super.listArtifacts(options));
+  }
 
   override validateDestination(repository: string): string | undefined {
     return validateSwrRepository(repository);

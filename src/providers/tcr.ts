@@ -9,7 +9,8 @@ import { OncePerKey } from './cloud-http.js';
 import { GenericProvider, probe } from './generic.js';
 import { validateTcrRepository } from './names.js';
 import { tcrTime, type TcrApi } from './tcr-api.js';
-import type { TagInventoryEntry } from './types.js';
+import { listThroughInventory } from './inventory-listing.js';
+import type { ListOptions, SourceArtifact, TagInventoryEntry } from './types.js';
 
 export class TcrProvider extends GenericProvider {
   private readonly checkedNamespaces = new OncePerKey<void>();
@@ -23,6 +24,17 @@ export class TcrProvider extends GenericProvider {
   ) {
     super(name, config, client);
     if (api) this.listTagInventory = (repository, opts) => tcrInventory(api, repository, opts?.signal);
+  }
+
+  /**
+   * With API keys, the source listing comes from the TCR API (DescribeRepositories, DescribeImages):
+   * digests and push times known, one request per 100 tags. Without keys, or keys the API refuses
+   * for listing, through the registry catalog.
+   */
+  override listArtifacts(options: ListOptions = {}): AsyncIterable<SourceArtifact> {
+    const api = this.api;
+    if (!api || !this.listTagInventory) return super.listArtifacts(options);
+    return listThroughInventory(api.listRepositories(), (r) => this.listTagInventory!(r, { signal: options.signal }), options, () => super.listArtifacts(options));
   }
 
   override validateDestination(repository: string): string | undefined {

@@ -179,8 +179,9 @@ describe('SWR destination', () => {
 
 describe('pull-based: cloud registries as sources', () => {
   it('copies from TCR (temporary instance token) into a Harbor project it creates', async () => {
-    const stub = await startTcrStub({ ...TCR_KEYS, fixedCredentials: tcrLogin });
     const tcr = await startRegistry({ auth: 'basic', users: [tcrLogin] });
+    // The TCR API lists what the instance's registry holds (DescribeRepositories / DescribeImages).
+    const stub = await startTcrStub({ ...TCR_KEYS, fixedCredentials: tcrLogin, inventoryFrom: { url: tcr.url, ...tcrLogin } });
     await pushImage(tcr, 'prod/api', '2.0', image);
     const harborBackend = await startRegistry({ auth: 'none' });
     const harbor = await startHarborStub({ registryUrl: harborBackend.url, users: { admin: 'Harbor12345' } });
@@ -197,6 +198,7 @@ describe('pull-based: cloud registries as sources', () => {
     try {
       const report = await engine.sync();
       expect(report.rules[0]!.artifacts.copied).toBe(1);
+      expect(stub.calls('DescribeImages').length).toBeGreaterThan(0); // listed through the API, digests known
       expect(harbor.projects.get('from-cloud')?.public).toBe(false);
       expect((await getManifest(harborBackend, 'from-cloud/prod/api', '2.0'))?.digest).toBe(image.digest);
     } finally {

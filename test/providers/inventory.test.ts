@@ -128,7 +128,20 @@ describe('cloud stubs mirroring a real registry (for end-to-end reruns)', () => 
         const inv = await inventory(p, 'ns/app');
         expect([...inv.keys()].sort()).toEqual(['1.0', 'latest']);
         expect(inv.get('1.0')!.digest).toBe(image.digest);
+        // As a source: one artifact per digest, all its tags, a push time (what the plan orders by).
+        const listed = [];
+        for await (const a of p.listArtifacts()) listed.push(a);
+        expect(listed).toHaveLength(1);
+        expect(listed[0]).toMatchObject({ repository: 'ns/app', digest: image.digest, tags: ['1.0', 'latest'] });
+        expect(listed[0]!.pushedAt).toBeInstanceOf(Date);
       }
+      // Keys the API refuses for listing: the registry catalog lists instead (tags, no digests).
+      const refused = createProvider('r', registrySchema.parse({ url: registry.url, kind: 'tcr', username: user.username, password: user.password, tcr: { ...TC, secretKey: 'wrong', apiEndpoint: tcrMirror.url } }), { transfer });
+      const viaCatalog = [];
+      for await (const a of refused.listArtifacts()) viaCatalog.push(a);
+      await refused.close();
+      expect(viaCatalog.map((a) => a.tags[0]).sort()).toEqual(['1.0', 'latest']);
+      expect(viaCatalog[0]!.digest).toBeUndefined();
     } finally {
       await Promise.all([t.close(), s.close()]);
       await Promise.all([tcrMirror.close(), swrMirror.close(), registry.stop()]);
