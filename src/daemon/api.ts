@@ -40,11 +40,28 @@ export interface RuleView {
   lastExecution?: ExecutionSummary | undefined;
 }
 
+/** A follow-up waiting for its rule's run to end. */
+export interface QueuedView {
+  id: number;
+  rule: string;
+  queuedAt: string;
+  /** Triggers merged into it (listed and dropped). */
+  triggers: number;
+  /** What started it first. */
+  trigger: TriggerInfo['type'];
+  full: boolean;
+  artifactsRequested: number;
+  deletionsRequested: number;
+}
+
 export interface StatusView {
+  /** Every time in this view and on the status page is UTC (ISO 8601, "Z"). */
+  timeZone: 'UTC';
   startedAt: string;
   bandwidth: { bytesPerSecond: number; display: string };
   rules: RuleView[];
   live: LiveRun[];
+  queued: QueuedView[];
   recent: ExecutionSummary[];
 }
 
@@ -85,10 +102,21 @@ export function ruleViews(d: DaemonView): RuleView[] {
 
 export function statusView(d: DaemonView, recentCount = 20): StatusView {
   return {
+    timeZone: 'UTC',
     startedAt: d.startedAt.toISOString(),
     bandwidth: { bytesPerSecond: d.bandwidth(), display: displayBandwidth(d.bandwidth()) },
     rules: ruleViews(d),
     live: d.runner.live(),
+    queued: d.runner.queuedRuns().map((e) => ({
+      id: e.id,
+      rule: e.rule,
+      queuedAt: e.queuedAt,
+      triggers: e.triggers.length + (e.droppedTriggers ?? 0),
+      trigger: e.triggers[0]?.type ?? 'manual',
+      full: e.request.full,
+      artifactsRequested: e.request.artifacts.length,
+      deletionsRequested: e.request.deletions.length,
+    })),
     recent: d.history.list().slice(0, recentCount).map(summarize),
   };
 }

@@ -37,6 +37,10 @@ interface Active {
   /** Blobs being copied right now: digest → size and start. */
   inFlight: Map<string, { size: number; since: number }>;
   done: Promise<void>;
+  planned?: number | undefined;
+  bytesPlanned?: number | undefined;
+  /** Bytes sent per whole second (unix second → bytes), the last RATE_HISTORY_S + 1 seconds. */
+  perSecond: Map<number, number>;
 }
 
 export interface LiveRun {
@@ -50,7 +54,22 @@ export interface LiveRun {
   blobs: BlobCounts;
   inFlight: { digest: string; size: number; elapsedMs: number }[];
   queued: boolean;
+  /** Artifacts the plan holds (undefined while the source is being listed). */
+  planned?: number | undefined;
+  /** Bytes the plan will send, when the engine knows them (e.g. from a bulk inventory's sizes). */
+  bytesPlanned?: number | undefined;
+  /** Artifacts finished: copied + present + skipped + failed. */
+  done: number;
+  /** Bytes per second over the last RATE_WINDOW_S seconds. */
+  rate: number;
+  /** Bytes sent in each of the last RATE_HISTORY_S whole seconds, oldest first (the rate chart). */
+  rateHistory: number[];
 }
+
+/** Seconds the current rate averages over. */
+export const RATE_WINDOW_S = 5;
+/** Seconds of per-second rates the live view keeps for its chart. */
+export const RATE_HISTORY_S = 60;
 
 export interface RunnerHooks {
   onStart?: (e: Execution) => void;
@@ -146,9 +165,19 @@ export class Runner {
 
   live(now = Date.now()): LiveRun[] {
     const runs: LiveRun[] = [];
+    const second = Math.floor(now / 1000);
     for (const a of this.active.values()) {
       const started = Date.parse(a.exec.startedAt ?? a.exec.queuedAt);
+      const counts = a.exec.artifacts;
+      // Whole seconds before the current one, oldest first; the current second is still filling.
+      const rateHistory = Array.from({ length: RATE_HISTORY_S }, (_, i) => a.perSecond.get(second - RATE_HISTORY_S + i) ?? 0);
+      const window = Math.max(1, Math.min(RATE_WINDOW_S, Math.floor((now - started) / 1000)));
       runs.push({
+        planned: a.planned,
+        bytesPlanned: a.bytesPlanned,
+        done: counts.copied + counts.present + counts.skipped + counts.failed,
+        rate: Math.round(rateHistory.slice(-window).reduce((n, b) => n + b, 0) / window),
+        rateHistory,
         id: a.exec.id,
         rule: a.exec.rule,
         trigger: a.exec.triggers[0]?.type ?? 'manual',
@@ -170,9 +199,29 @@ export class Runner {
 
   // --- engine events (one run per rule at a time, so the rule name identifies the execution) ---
 
-  onBytes(n: number, rule: string): void {
+  onBytes(n: number, rule: string, now = Date.now()): void {
     const a = this.active.get(rule);
-    if (a) a.exec.bytes += n;
+    if (!a) return;
+    a.exec.bytes += n;
+    const second = Math.floor(now / 1000);
+    a.perSecond.set(second, (a.perSecond.get(second) ?? 0) + n);
+    if (a.perSecond.size > RATE_HISTORY_S + 1) {
+      for (const s of a.perSecond.keys()) if (s < second - RATE_HISTORY_S) a.perSecond.delete(s);
+    }
+  }
+
+  /** The plan is ready: the totals the progress bars count towards. */
+  onPlanned(rule: string, artifacts: number, bytes?: number): void {
+    const a = this.active.get(rule);
+    if (!a) return;
+    a.planned = artifacts;
+    a.exec.artifacts.planned = artifacts;
+    if (bytes !== undefined) a.bytesPlanned = bytes;
+  }
+
+  /** Queued follow-ups (one per rule at most), oldest first. */
+  queuedRuns(): Execution[] {
+    return [...this.queued.values()].sort((x, y) => x.id - y.id);
   }
 
   onBlob(outcome: keyof BlobCounts, rule: string): void {
@@ -251,7 +300,7 @@ export class Runner {
 
   private start(exec: Execution): void {
     this.cancelSave(exec);
-    const active: Active = { exec, controller: new AbortController(), stopper: new AbortController(), inFlight: new Map(), done: Promise.resolve() };
+    const active: Active = { exec, controller: new AbortController(), stopper: new AbortController(), inFlight: new Map(), done: Promise.resolve(), perSecond: new Map() };
     this.active.set(exec.rule, active);
     exec.status = 'running';
     exec.startedAt = new Date().toISOString();

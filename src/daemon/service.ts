@@ -9,7 +9,7 @@ import { type Logger, silentLogger } from '../log.js';
 import { openState } from '../state/index.js';
 import type { StateStore } from '../state/types.js';
 import type { TransferEvents } from '../transfer/stats.js';
-import { type DaemonView, apiRoutes, statusView } from './api.js';
+import { type DaemonView, apiRoutes } from './api.js';
 import { type Clock, systemClock } from './clock.js';
 import { type EngineFactory, EnginePool } from './engines.js';
 import type { Execution, RunRequest, TriggerInfo } from './execution.js';
@@ -20,7 +20,7 @@ import { Runner, type TriggerResult, mergeRequests } from './runner.js';
 import { Scheduler, schedulesOf } from './scheduler.js';
 import { HttpError, createHttpServer } from './server.js';
 import { type ListenAddress, checkDaemonConfig } from './settings.js';
-import { statusPageRoute } from './status-page.js';
+import { statusPageRoutes } from './status-page.js';
 import { webhookRoute } from './webhook-route.js';
 
 export interface DaemonOptions {
@@ -77,6 +77,7 @@ export class Daemon implements DaemonView {
       onFinish: (e) => this.metrics.runFinished(e),
     });
     this.events.on('bytes', (n, rule) => this.runner.onBytes(n, rule));
+    this.events.on('planned', (rule, artifacts, bytes) => this.runner.onPlanned(rule, artifacts, bytes));
     this.events.on('blob', (outcome, rule) => this.runner.onBlob(outcome, rule));
     this.events.on('blobStart', (digest, size, rule) => this.runner.onBlobStart(digest, size, rule));
     this.events.on('blobEnd', (digest, rule) => this.runner.onBlobEnd(digest, rule));
@@ -94,7 +95,7 @@ export class Daemon implements DaemonView {
     );
     this.readiness = new Readiness(() => this.engines.engine, opts.readyCacheMs);
     this.server = createHttpServer({
-      routes: [webhookRoute(this), ...apiRoutes(this), statusPageRoute(() => statusView(this))],
+      routes: [webhookRoute(this), ...apiRoutes(this), ...statusPageRoutes(this)],
       token: () => this.config().daemon?.token,
       logger: this.logger,
     });

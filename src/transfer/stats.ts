@@ -29,8 +29,8 @@ export interface ArtifactResult {
 }
 
 export interface TransferEvents {
-  /** a rule's plan is ready: `artifacts` work items will be copied (progress totals) */
-  planned: [rule: string, artifacts: number];
+  /** a rule's plan is ready: `artifacts` work items will be copied, `bytes` sent when known (progress totals) */
+  planned: [rule: string, artifacts: number, bytes?: number];
   /** bytes sent to a destination (after throttling) */
   bytes: [n: number, rule: string];
   blob: [outcome: keyof BlobCounts, rule: string, size: number];
