@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { type ProgressSnapshot, ProgressTracker } from './engine/progress.js';
 import { RefError, resolveRef, type ImageRef } from './engine/refs.js';
-import { loadConfig, parseConfig } from './config/load.js';
+import { ONE_SHOT_UNUSED_SECTIONS, loadConfig, parseConfig } from './config/load.js';
 import type { FerryConfig, FerryConfigInput } from './config/schema.js';
 import { parseBandwidth } from './config/units.js';
 import { copyRef } from './engine/copy-ref.js';
@@ -151,7 +151,9 @@ function combineFilters(shard: Shard | string | undefined, filter: ((repo: strin
  */
 export function createFerry(config: FerryConfigInput | string, options: FerryOptions = {}): Ferry {
   const env = options.env ?? process.env;
-  const parsed = typeof config === 'string' ? loadConfig(config, env) : parseConfig(config, '<createFerry>', env);
+  // The API runs no daemon: the `daemon` section's ${VARS} may be unset (the daemon's own loading needs them).
+  const use = { unusedSections: ONE_SHOT_UNUSED_SECTIONS };
+  const parsed = typeof config === 'string' ? loadConfig(config, env, use) : parseConfig(config, '<createFerry>', env, use);
   const logger = options.logger ?? (options.logLevel ? createLogger(options.logLevel) : silentLogger);
   const events = new EventEmitter<FerryEvents>();
   const engine = new Engine(parsed, { logger, stateDir: options.stateDir, events: events as unknown as EventEmitter<TransferEvents> });

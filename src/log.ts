@@ -1,6 +1,8 @@
-// The process logger: pino, JSON lines on stderr (stdout belongs to the report), with every field that
-// may hold a secret redacted wherever it appears.
+// The process logger: pino on stderr (stdout belongs to the report), with every field that may hold a
+// secret redacted wherever it appears. Two formats: JSON lines (log pipelines, the daemon, anything
+// that is not a terminal) and `pretty` (one readable line per record, via pino-pretty, for people).
 import { pino, type Logger } from 'pino';
+import { PinoPretty } from 'pino-pretty';
 
 export const REDACTED_PATHS = [
   'password',
@@ -24,9 +26,59 @@ export const REDACTED_PATHS = [
   'config.registries.*.swr.secretKey',
 ];
 
-export function createLogger(level: string = process.env.FERRY_LOG_LEVEL ?? 'info', destination: number | NodeJS.WritableStream = 2): Logger {
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export const LOG_FORMATS = ['json', 'pretty'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
+
+/** An unknown log level or format (from --log-level, FERRY_LOG_LEVEL, --log-format or FERRY_LOG_FORMAT). */
+export class LogOptionError extends Error {
+  override name = 'LogOptionError';
+}
+
+export function parseLogLevel(level: string, where = 'log level'): LogLevel {
+  const l = level.trim().toLowerCase();
+  if ((LOG_LEVELS as readonly string[]).includes(l)) return l as LogLevel;
+  throw new LogOptionError(`${where}: unknown level ${JSON.stringify(level)} (expected one of ${LOG_LEVELS.join(' | ')})`);
+}
+
+export function parseLogFormat(format: string, where = 'log format'): LogFormat {
+  const f = format.trim().toLowerCase();
+  if ((LOG_FORMATS as readonly string[]).includes(f)) return f as LogFormat;
+  throw new LogOptionError(`${where}: unknown format ${JSON.stringify(format)} (expected json | pretty)`);
+}
+
+export interface LoggerOptions {
+  /** Default json. */
+  format?: LogFormat | undefined;
+  /** Colours in the pretty format (default: when the destination is a TTY). */
+  colorize?: boolean | undefined;
+}
+
+export function createLogger(
+  level: string = process.env.FERRY_LOG_LEVEL ?? 'info',
+  destination: number | NodeJS.WritableStream = 2,
+  opts: LoggerOptions = {},
+): Logger {
+  const options = { level: parseLogLevel(level), base: { name: 'ferry' }, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } };
+  if (opts.format === 'pretty') {
+    const fd = typeof destination === 'number' ? destination : undefined;
+    const colorize = opts.colorize ?? (fd !== undefined ? process.stderr.isTTY && fd === 2 : false);
+    // Synchronous, so a line is on the terminal before the progress display redraws under it and
+    // before the process exits.
+    const stream = PinoPretty({
+      colorize,
+      sync: true,
+      destination: fd ?? (destination as NodeJS.WritableStream),
+      translateTime: 'SYS:HH:MM:ss.l',
+      ignore: 'pid,hostname,name',
+      singleLine: true,
+    });
+    return pino(options, stream);
+  }
   const dest = typeof destination === 'number' ? pino.destination({ fd: destination, sync: true }) : destination;
-  return pino({ level, base: { name: 'ferry' }, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } }, dest);
+  return pino(options, dest);
 }
 
 /** A logger that drops everything (library use without logs, tests). */

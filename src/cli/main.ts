@@ -1,12 +1,13 @@
 // argv → commands. Exit codes (DESIGN.md): 0 all copied or present, 1 some artifacts failed,
 // 2 invalid config or arguments, 3 a registry could not be reached or refused the credentials.
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { ConfigError, loadConfig, parseConfig } from '../config/load.js';
+import { ConfigError, ONE_SHOT_UNUSED_SECTIONS, loadConfig, parseConfig } from '../config/load.js';
 import type { FerryConfig } from '../config/schema.js';
 import { Engine, PreflightError, UnknownRuleError } from '../engine/engine.js';
 import { copyRef } from '../engine/copy-ref.js';
 import { type SyncReport, formatTextReport } from '../engine/report.js';
-import { createLogger } from '../log.js';
+import { type Logger, LogOptionError, createLogger, parseLogFormat, parseLogLevel } from '../log.js';
+import { FERRY_VERSION } from '../version.js';
 import { ShardError, formatShard, resolveShard, shardFilter } from '../plan/shard.js';
 import { StateLockedError } from '../state/types.js';
 import { ProgressDisplay, progressMode } from './progress.js';
@@ -27,6 +28,7 @@ interface GlobalOptions {
   quiet?: boolean;
 }
 
+
 function outputOption(): Option {
   return new Option('-o, --output <format>', 'report format').choices(['text', 'json']).default('text');
 }
@@ -41,12 +43,41 @@ function printReport(report: SyncReport, format: 'text' | 'json'): void {
 
 function exitFor(report: SyncReport): number {
   if (report.status === 'cancelled') return ExitCode.interrupted;
-  return report.totals.artifacts.failed > 0 || report.rules.some((r) => r.status === 'failed' || r.status === 'partial') ? ExitCode.partial : ExitCode.ok;
+  if (report.totals.artifacts.failed > 0 || report.rules.some((r) => r.status === 'failed' || r.status === 'partial')) return ExitCode.partial;
+  // A plan exits 1 for what would make the sync exit 1 (collisions, invalid names, schema 1 content),
+  // so CI can gate on `ferry plan`.
+  if (report.dryRun && report.rules.some((r) => r.problems.length > 0 || r.plan?.some((p) => p.action === 'error'))) return ExitCode.partial;
+  return ExitCode.ok;
 }
 
-function requireConfig(file: string | undefined): FerryConfig {
+/** One-shot commands (sync, plan, check, copy, verify) never read the `daemon` section's variables. */
+function loadOneShotConfig(file: string): FerryConfig {
+  return loadConfig(file, process.env, { unusedSections: ONE_SHOT_UNUSED_SECTIONS });
+}
+
+function requireConfig(file: string | undefined, load: (file: string) => FerryConfig = loadOneShotConfig): FerryConfig {
   if (!file) throw new UsageError('--config FILE is required');
-  return loadConfig(file);
+  return load(file);
+}
+
+/** The format asked for with -o/--output anywhere in argv (also when parsing failed before an action ran). */
+export function outputFormatOf(argv: string[]): 'text' | 'json' {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') break;
+    if ((a === '-o' || a === '--output') && argv[i + 1] === 'json') return 'json';
+    if (a === '--output=json' || a === '-ojson') return 'json';
+  }
+  return 'text';
+}
+
+/** What `--output json` prints when a command cannot produce its report (exit 2, 3, or a crash). */
+export function errorDocument(err: unknown, exitCode: number): Record<string, unknown> {
+  const e = err instanceof Error ? err : new Error(String(err));
+  const error: Record<string, unknown> = { name: e.name, message: e.message };
+  if (err instanceof ConfigError) Object.assign(error, { file: err.file, problems: err.problems });
+  if (err instanceof PreflightError) error.failures = err.failures;
+  return { version: 1, status: 'error', exitCode, error };
 }
 
 function withStateDir(config: FerryConfig, stateDir: string | undefined): FerryConfig {
@@ -56,9 +87,37 @@ function withStateDir(config: FerryConfig, stateDir: string | undefined): FerryC
 export function buildProgram(run: { code: number }): Command {
   const program = new Command('ferry')
     .description('Replicates container images, OCI artifacts and Helm charts between registries (Harbor, TCR, SWR, any OCI registry).')
-    .option('--log-level <level>', 'pino log level (logs go to stderr)', process.env.FERRY_LOG_LEVEL ?? 'info')
+    .version(FERRY_VERSION, '-V, --version', 'print the version and exit')
+    .option('--log-level <level>', 'fatal | error | warn | info | debug | trace | silent (logs go to stderr; default $FERRY_LOG_LEVEL or info)')
+    .option('--log-format <format>', 'pretty (one line per record, the default on a terminal) | json (JSON lines, the default otherwise and for the daemon); or $FERRY_LOG_FORMAT')
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+  // Validated before any command runs, so a typo is a usage error (exit 2) and not a stack trace.
+  program.hook('preAction', () => {
+    logSettings();
+  });
+
+  function logSettings(daemon = false): { level: string; format: 'json' | 'pretty' } {
+    const o = program.opts<{ logLevel?: string; logFormat?: string }>();
+    const level = o.logLevel !== undefined ? parseLogLevel(o.logLevel, '--log-level') : parseLogLevel(process.env.FERRY_LOG_LEVEL ?? 'info', 'FERRY_LOG_LEVEL');
+    const format =
+      o.logFormat !== undefined
+        ? parseLogFormat(o.logFormat, '--log-format')
+        : process.env.FERRY_LOG_FORMAT
+          ? parseLogFormat(process.env.FERRY_LOG_FORMAT, 'FERRY_LOG_FORMAT')
+          : !daemon && process.stderr.isTTY
+            ? 'pretty'
+            : 'json';
+    return { level, format };
+  }
+
+  /** The command's logger: on a TTY through the progress display's stream, so lines never tear it. */
+  function makeLogger(progress?: ProgressDisplay, daemon = false): Logger {
+    const { level, format } = logSettings(daemon);
+    const destination = progress?.mode === 'tty' ? progress.logStream() : 2;
+    return createLogger(level, destination, { format, colorize: format === 'pretty' && !!process.stderr.isTTY });
+  }
 
   program
     .command('sync')
@@ -74,7 +133,7 @@ export function buildProgram(run: { code: number }): Command {
     .action(async (opts: GlobalOptions & { rule: string[]; dryRun?: boolean; shard?: string; shards?: string }) => {
       const shard = resolveShard({ shard: opts.shard, shards: opts.shards });
       const progress = new ProgressDisplay({ mode: opts.dryRun ? 'none' : progressMode({ quiet: opts.quiet, isTTY: process.stderr.isTTY }) });
-      const logger = createLogger(program.opts<{ logLevel: string }>().logLevel, progress.mode === 'tty' ? progress.logStream() : 2);
+      const logger = makeLogger(progress);
       const config = withStateDir(requireConfig(opts.config), opts.stateDir ?? process.env.FERRY_STATE_DIR);
       const engine = new Engine(config, { logger, stateDir: opts.dryRun ? false : undefined, readStateOnly: !!opts.dryRun });
       try {
@@ -97,12 +156,14 @@ export function buildProgram(run: { code: number }): Command {
     .option('-c, --config <file>', 'config file (YAML)')
     .option('-r, --rule <name>', 'plan only this rule (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .addOption(outputOption())
+    .option('--state-dir <dir>', 'read what the rules pushed earlier (deleteRemote deletions) from here (overrides transfer.stateDir; default $FERRY_STATE_DIR); nothing is written')
     .option('--shard <i/n>', 'plan only shard i of n (0-based), as `sync --shard` would copy it; or FERRY_SHARD=i/n')
     .option('--shards <n>', 'split into n shards, index from JOB_COMPLETION_INDEX or FERRY_SHARD')
     .action(async (opts: GlobalOptions & { rule: string[]; shard?: string; shards?: string }) => {
       const shard = resolveShard({ shard: opts.shard, shards: opts.shards });
-      const logger = createLogger(program.opts<{ logLevel: string }>().logLevel);
-      const engine = new Engine(requireConfig(opts.config), { logger, stateDir: false, readStateOnly: true });
+      const logger = makeLogger();
+      const config = withStateDir(requireConfig(opts.config), opts.stateDir ?? process.env.FERRY_STATE_DIR);
+      const engine = new Engine(config, { logger, stateDir: false, readStateOnly: true });
       try {
         engine.selectRules(opts.rule);
         const report = await engine.sync({ rules: opts.rule, dryRun: true, repositoryFilter: shard ? shardFilter(shard) : undefined });
@@ -120,7 +181,7 @@ export function buildProgram(run: { code: number }): Command {
     .option('--probe-repository <repo>', 'also test push, chunked uploads and mounts by opening (and cancelling) upload sessions in this repository')
     .addOption(outputOption())
     .action(async (opts: GlobalOptions & { probeRepository?: string }) => {
-      const logger = createLogger(program.opts<{ logLevel: string }>().logLevel);
+      const logger = makeLogger();
       const config = requireConfig(opts.config);
       const engine = new Engine(config, { logger, stateDir: false });
       try {
@@ -142,20 +203,24 @@ export function buildProgram(run: { code: number }): Command {
   program
     .command('copy')
     .description('copy one image, e.g. ferry copy harbor/library/nginx:1.27 tcr/prod/nginx:1.27')
-    .argument('<src>', 'source reference: REGISTRY/REPOSITORY[:TAG|@DIGEST]; REGISTRY is a name from the config or a host')
+    .argument('<src>', 'source reference: REGISTRY/REPOSITORY[:TAG|@DIGEST]; REGISTRY is a name from the config or a host[:port] (with a dot or a port, or localhost)')
     .argument('<dst>', 'destination reference (the tag defaults to the source tag)')
     .option('-c, --config <file>', 'config file for credentials and transfer settings')
     .addOption(outputOption())
+    .option('-q, --quiet', 'no progress display (TTY) or progress log lines')
     .action(async (src: string, dst: string, opts: GlobalOptions) => {
-      const logger = createLogger(program.opts<{ logLevel: string }>().logLevel);
-      const base = opts.config ? loadConfig(opts.config) : parseConfig({ registries: {} });
+      const progress = new ProgressDisplay({ mode: progressMode({ quiet: opts.quiet, isTTY: process.stderr.isTTY }) });
+      const logger = makeLogger(progress);
+      const base = opts.config ? loadOneShotConfig(opts.config) : parseConfig({ registries: {} }, '<command line>');
       const from = resolveRef(src, base);
       const to = resolveRef(dst, { registries: from.registries });
       if (!/[:@]/.test(dst.split('/').pop() ?? '')) to.ref.reference = from.ref.reference;
-      const config = parseConfig({ ...base, registries: to.registries, rules: [] });
+      // Not validated again: `base` is, and resolveRef's ad-hoc registries are named by host[:port].
+      const config: FerryConfig = { ...base, registries: to.registries, rules: [] };
       const engine = new Engine(config, { logger, stateDir: false });
       try {
-        const report = await copyRef(engine, from.ref, to.ref);
+        progress.start(engine.events, { rules: ['copy'], logger });
+        const report = await copyRef(engine, from.ref, to.ref).finally(() => progress.stop());
         printReport(report, opts.output);
         run.code = exitFor(report);
       } finally {
@@ -169,9 +234,9 @@ export function buildProgram(run: { code: number }): Command {
     .option('-c, --config <file>', 'config file (YAML)')
     .option('--state-dir <dir>', 'the state database directory (overrides transfer.stateDir; default $FERRY_STATE_DIR)')
     .action(async (opts: GlobalOptions) => {
-      const logger = createLogger(program.opts<{ logLevel: string }>().logLevel);
+      const logger = makeLogger(undefined, true);
       const file = opts.config;
-      requireConfig(file);
+      requireConfig(file, (f) => loadConfig(f));
       const { runDaemon } = await import('../daemon/index.js');
       run.code = await runDaemon({ configFile: file!, stateDir: opts.stateDir ?? process.env.FERRY_STATE_DIR, logger });
     });
@@ -184,25 +249,40 @@ export async function main(argv: string[]): Promise<number> {
   const run = { code: ExitCode.ok as number };
   const program = buildProgram(run);
   if (argv.length === 0) {
+    // As docker, kubectl, skopeo and regctl do: the help, exit 0 (an unknown command is exit 2).
     program.outputHelp();
-    return ExitCode.invalid;
+    return ExitCode.ok;
   }
+  const output = outputFormatOf(argv);
+  const fail = (err: unknown, code: number, text: string): number => {
+    process.stderr.write(`ferry: ${text}\n`);
+    // --output json: stdout is one JSON document whatever happened (here: the error).
+    if (output === 'json') process.stdout.write(`${JSON.stringify(errorDocument(err, code), null, 2)}\n`);
+    return code;
+  };
   try {
     await program.parseAsync(argv, { from: 'user' });
     return run.code;
   } catch (err) {
     if (err instanceof CommanderError) {
-      return err.exitCode === 0 ? ExitCode.ok : ExitCode.invalid;
-    }
-    if (err instanceof ConfigError || err instanceof UsageError || err instanceof RefError || err instanceof InvalidArgumentError || err instanceof UnknownRuleError || err instanceof ShardError || err instanceof StateLockedError) {
-      process.stderr.write(`ferry: ${err.message}\n`);
+      if (err.exitCode === 0) return ExitCode.ok;
+      // commander already wrote its message to stderr.
+      if (output === 'json') process.stdout.write(`${JSON.stringify(errorDocument(new UsageError(err.message.replace(/^error: /, '')), ExitCode.invalid), null, 2)}\n`);
       return ExitCode.invalid;
     }
-    if (err instanceof PreflightError) {
-      process.stderr.write(`ferry: ${err.message}\n`);
-      return ExitCode.unreachable;
+    if (
+      err instanceof ConfigError ||
+      err instanceof UsageError ||
+      err instanceof RefError ||
+      err instanceof InvalidArgumentError ||
+      err instanceof UnknownRuleError ||
+      err instanceof ShardError ||
+      err instanceof StateLockedError ||
+      err instanceof LogOptionError
+    ) {
+      return fail(err, ExitCode.invalid, err.message);
     }
-    process.stderr.write(`ferry: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    return ExitCode.partial;
+    if (err instanceof PreflightError) return fail(err, ExitCode.unreachable, err.message);
+    return fail(err, ExitCode.partial, err instanceof Error ? (err.stack ?? err.message) : String(err));
   }
 }

@@ -18,9 +18,26 @@ function unitValue(parse: (v: string | number) => number | null, expected: strin
 const bandwidth = unitValue(parseBandwidth, 'a bandwidth such as 200Mbps, 25MB/s or 512KiB/s (0 = unlimited)');
 const size = unitValue(parseSize, 'a size such as 16MiB, 512KB or a number of bytes');
 
-const url = z.string().refine((v) => /^https?:\/\/[^/\s]+/i.test(v), {
-  message: 'expected an absolute URL with scheme, e.g. https://harbor.example.com (http:// only when meant)',
-});
+const url = z
+  .string()
+  .refine((v) => /^https?:\/\/[^/\s]+/i.test(v), {
+    message: 'expected an absolute URL with scheme, e.g. https://harbor.example.com (http:// only when meant)',
+  })
+  // Ferry adds /v2/ itself: a url ending in /v2 would send every request to /v2/v2/.
+  .refine((v) => !/\/v2\/?$/i.test(v), { message: 'ends in /v2: give the registry\'s base URL (e.g. https://harbor.example.com); Ferry adds /v2/ itself' });
+
+/** An IANA time zone the runtime knows (croner's own error for a bad one is a nested stack of messages). */
+const timezone = z.string().refine(
+  (tz) => {
+    try {
+      new Intl.DateTimeFormat('en-US', { timeZone: tz });
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  { error: (issue) => `unknown time zone ${JSON.stringify(issue.input)}: expected an IANA zone such as UTC, Europe/Berlin or Asia/Shanghai` },
+);
 
 export const registryKinds = ['harbor', 'registry', 'tcr', 'swr'] as const;
 
@@ -97,7 +114,7 @@ const flatten = z
   .transform((v) => String(v) as (typeof flattenLevels)[number]);
 
 export const triggerSchema = z.union(
-  [z.literal('manual'), z.literal('event'), z.strictObject({ schedule: z.string().min(1), timezone: z.string().optional() })],
+  [z.literal('manual'), z.literal('event'), z.strictObject({ schedule: z.string().min(1), timezone: timezone.optional() })],
   { error: 'expected manual | event | { schedule: "<cron>", timezone?: "<IANA zone>" }' },
 );
 
@@ -150,7 +167,7 @@ export const daemonSchema = z.strictObject({
   token: z.string().optional(),
   /** Expected Authorization header value of Harbor's webhook policy ("Auth Header"). */
   webhookAuth: z.string().optional(),
-  timezone: z.string().optional(),
+  timezone: timezone.optional(),
   /** Executions kept in history. */
   historyLimit: z.number().int().positive().default(500),
 });

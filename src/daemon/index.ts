@@ -38,7 +38,7 @@ export async function runDaemon(opts: RunDaemonOptions): Promise<number> {
     await daemon.start();
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    process.stderr.write(`ferry: the daemon could not start: ${e.code === 'EADDRINUSE' ? `address ${e.message.replace(/^.*EADDRINUSE:?\s*/, '')} is already in use (daemon.listen)` : e.message}\n`);
+    process.stderr.write(`ferry: the daemon could not start: ${e.code === 'EADDRINUSE' ? `${listenAddress(e)} is already in use (daemon.listen)` : e.message}\n`);
     await daemon.stop(0).catch(() => undefined);
     return EXIT.failed;
   }
@@ -82,4 +82,11 @@ export async function runDaemon(opts: RunDaemonOptions): Promise<number> {
     process.on('SIGINT', onInt);
     void opts.stop?.then(() => stop('stop'));
   });
+}
+
+/** "127.0.0.1:8480" out of a listen error ("listen EADDRINUSE: address already in use 127.0.0.1:8480"). */
+function listenAddress(e: NodeJS.ErrnoException & { address?: string; port?: number }): string {
+  if (e.address !== undefined && e.port !== undefined) return `address ${e.address.includes(':') ? `[${e.address}]` : e.address}:${e.port}`;
+  const m = /(\S+:\d+)\s*$/.exec(e.message);
+  return m ? `address ${m[1]}` : 'the address';
 }

@@ -28,8 +28,13 @@ import { deleteGoneTags, deletionCandidates, recordPushes } from './delete-remot
 export class PreflightError extends Error {
   override name = 'PreflightError';
   constructor(readonly failures: { registry: string; message: string }[]) {
-    super(`registry check failed:\n${failures.map((f) => `  ${f.registry}: ${f.message}`).join('\n')}`);
+    // Registry errors already start with "<registry>: " or "<registry>/<repository>: ": say it once.
+    super(`registry check failed:\n${failures.map((f) => `  ${f.registry}: ${withoutPrefix(f.message, f.registry)}`).join('\n')}`);
   }
+}
+
+function withoutPrefix(message: string, registry: string): string {
+  return message.startsWith(`${registry}: `) ? message.slice(registry.length + 2) : message;
 }
 
 /** A rule name given on the command line or API that the config does not define (exit 2). */
@@ -137,7 +142,9 @@ export class Engine {
       if (!cfg) throw new Error(`unknown registry "${name}"`);
       p = createProvider(name, cfg, {
         transfer: this.config.transfer,
-        logger: this.logger.child({ registry: name }),
+        // No child binding: the registry layer names the registry in each record itself (a binding
+        // too made pino write the "registry" key twice).
+        logger: this.logger,
         onRetry: (registry) => this.events.emit('retry', registry),
       });
       this.providers.set(name, p);

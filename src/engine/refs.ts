@@ -15,8 +15,17 @@ export class RefError extends Error {
 }
 
 /**
+ * A first path component names a host, as docker decides it: it has a dot or a port, or it is
+ * `localhost`. Anything else that is not a registry of the config is a typo of a registry name (failing
+ * here beats five DNS retries against a host named "harbr").
+ */
+export function looksLikeHost(head: string): boolean {
+  return head.includes('.') || head.includes(':') || head === 'localhost' || head.startsWith('[');
+}
+
+/**
  * Resolves a reference against the config. Unknown hosts become ad-hoc registries (https, or http for
- * localhost / 127.0.0.1 as docker does) added to the returned registries map.
+ * localhost / 127.0.0.1 as docker does) added to the returned registries map, named by `host[:port]`.
  */
 export function resolveRef(input: string, config: Pick<FerryConfig, 'registries'>): { ref: ImageRef; registries: Record<string, RegistryConfig> } {
   const registries = { ...config.registries };
@@ -51,6 +60,12 @@ export function resolveRef(input: string, config: Pick<FerryConfig, 'registries'
       const url = new URL(registries[name]!.url);
       return url.host === head && (!scheme || url.protocol === `${scheme}:`);
     });
+  }
+  if (!registry && !scheme && !looksLikeHost(head)) {
+    const defined = Object.keys(config.registries);
+    throw new RefError(
+      `"${input}": unknown registry "${head}" (defined: ${defined.join(', ') || 'none'}); a host needs a dot or a port, e.g. ${head}.example.com or localhost:5000`,
+    );
   }
   if (!registry) {
     const local = /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?$/.test(head);

@@ -91,14 +91,30 @@ export function dispatchLayer(o: DispatchOptions): Send {
       }
       const code = (err as { code?: string }).code ?? '';
       const transient = isNetworkError(err);
-      if (transient || code.startsWith('UND_ERR') || code.startsWith('ERR_TLS') || /certificate/i.test((err as Error).message)) {
-        const e = new NetworkError(`cannot reach ${req.url.origin}: ${(err as Error).message}`, { registry: o.registry, repository: req.repository, method: req.method, cause: err });
+      if (transient || code.startsWith('UND_ERR') || code.startsWith('ERR_TLS') || code.startsWith('ERR_SSL') || code === 'EPROTO' || /certificate/i.test((err as Error).message)) {
+        const e = new NetworkError(`cannot reach ${req.url.origin}: ${(err as Error).message}${connectionHint(err, req.url)}`, { registry: o.registry, repository: req.repository, method: req.method, cause: err });
         e.transient = transient;
         throw e;
       }
       throw err;
     }
   };
+}
+
+/**
+ * What a raw connection error usually means, for the mistakes people make most: https:// to a registry
+ * that speaks plain HTTP (OpenSSL's "wrong version number"), an untrusted certificate, a DNS typo.
+ */
+export function connectionHint(err: unknown, url: URL): string {
+  const text = `${(err as Error)?.message ?? ''} ${(err as { cause?: Error })?.cause?.message ?? ''} ${(err as { code?: string })?.code ?? ''}`;
+  if (url.protocol === 'https:' && /wrong version number|packet length too long|unknown protocol|EPROTO|ERR_SSL_WRONG_VERSION/i.test(text)) {
+    return ` (the registry seems to speak plain HTTP: use http://${url.host} as its url)`;
+  }
+  if (/self[- ]signed|unable to (get local issuer|verify the first)|UNABLE_TO_VERIFY_LEAF_SIGNATURE|DEPTH_ZERO_SELF_SIGNED/i.test(text)) {
+    return ' (the certificate is not trusted: set caFile to its CA certificate, or insecure: true to skip verification)';
+  }
+  if (/ENOTFOUND|EAI_AGAIN/.test(text)) return ` (no DNS name ${url.hostname}: check the url)`;
+  return '';
 }
 
 export interface AgentOptions {

@@ -66,7 +66,7 @@ describe('ferry CLI', () => {
     for (const opt of ['--config', '--rule', '--dry-run', '--output', '--state-dir', '--shard <i/n>', '--shards <n>', '--quiet']) expect(sync.stdout).toContain(opt);
   });
 
-  it('--dry-run lists the planned copies and writes nothing (exit 0)', async () => {
+  it('--dry-run lists the planned copies and writes nothing (exit 0; 1 when something would fail)', async () => {
     const json = await runFerry(['sync', '--config', configFile, '--rule', 'good', '--dry-run', '--output', 'json'], { env });
     expect(json.code, json.stderr).toBe(0);
     const report = JSON.parse(json.stdout);
@@ -74,8 +74,9 @@ describe('ferry CLI', () => {
     const planned = report.rules[0].plan.map((p: { source: string; destination: string }) => `${p.source} -> ${p.destination}`).sort();
     expect(planned).toEqual(['src/library/app:1.0 -> dst/mirror/library/app:1.0', 'src/library/app:1.1 -> dst/mirror/library/app:1.1', 'src/team/svc:v1 -> dst/mirror/team/svc:v1']);
 
+    // The legacy schema 1 image would fail the sync: the plan exits 1 too (CI gates on it).
     const text = await runFerry(['sync', '--config', configFile, '--dry-run'], { env });
-    expect(text.code, text.stderr).toBe(0);
+    expect(text.code, text.stderr).toBe(1);
     // Each line says what a sync would do, and what it would move.
     expect(text.stdout).toMatch(/\n  copy +src\/team\/svc:v1 -> dst\/mirror\/team\/svc:v1 \(\d+ blob\(s\), [\d.]+ KiB\)\n/);
     expect(text.stdout).toMatch(/\n  error +src\/legacy\/old:v1 -> dst\/mixed\/legacy\/old:v1 \(.*schema 1/);
@@ -122,7 +123,8 @@ describe('ferry CLI', () => {
       const bad = writeConfig('bad.yaml', { ...baseConfig(), transfer: { concurency: 4 } });
       const res = await runFerry(['sync', '--config', bad, '--output', 'json'], { env: own() });
       expect(res.code).toBe(2);
-      expect(res.stdout).toBe('');
+      // --output json: stdout is still one JSON document, the error's.
+      expect(JSON.parse(res.stdout)).toMatchObject({ status: 'error', exitCode: 2, error: { name: 'ConfigError', file: bad } });
       expect(res.stderr).toContain(bad);
       expect(res.stderr).toMatch(/transfer\.concurency: unknown key "concurency"/);
     });
@@ -150,9 +152,9 @@ describe('ferry CLI', () => {
     it('exits 3 when a registry refuses the credentials, and copies nothing', async () => {
       const res = await runFerry(['sync', '--config', configFile, '--output', 'json'], { env: own({ DST_PASSWORD: 'wrong' }) });
       expect(res.code).toBe(3);
-      expect(res.stdout).toBe('');
+      expect(JSON.parse(res.stdout)).toMatchObject({ status: 'error', exitCode: 3, error: { name: 'PreflightError' } });
       expect(res.stderr).toMatch(/registry check failed:\n\s+dst: /);
-      expect(res.stderr).not.toContain('wrong');
+      expect(res.stderr + res.stdout).not.toContain('wrong');
     });
 
     it('exits 3 when a registry cannot be reached', async () => {

@@ -9,7 +9,8 @@ const env = new Proxy({} as NodeJS.ProcessEnv, { get: (_t, name) => (typeof name
 describe('example configs', () => {
   for (const file of readdirSync(dir).filter((f) => f.endsWith('.yaml'))) {
     it(`${file} is valid`, () => {
-      const cfg = loadConfig(join(dir, file), env);
+      // The examples name files of the machine they are meant for (caFile): only the schema is checked.
+      const cfg = loadConfig(join(dir, file), env, { checkFiles: false });
       expect(cfg.rules.length).toBeGreaterThan(0);
     });
   }

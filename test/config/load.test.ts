@@ -113,4 +113,41 @@ describe('filter patterns', () => {
     const cfg = { registries: { a: { url: 'https://a.example' } }, rules: [{ name: 'r', source: 'a', destination: 'a', filters: { tagRegex: '(', semver: 'not a range' } }] };
     expect(() => parseConfig(cfg, 'x.yaml', {})).toThrow(/rules\[0\]\.filters\.tagRegex: [\s\S]*rules\[0\]\.filters\.semver: /);
   });
+
+  it('hints at common mistakes: a url ending in /v2, a password written as a number, an unknown time zone', () => {
+    const problems = (cfg: unknown) => {
+      try {
+        parseConfig(cfg, 'x.yaml', {});
+      } catch (err) {
+        return (err as ConfigError).problems;
+      }
+      return [];
+    };
+    expect(problems({ registries: { a: { url: 'https://a.example/v2/' } } })).toContainEqual({
+      path: 'registries.a.url',
+      message: "ends in /v2: give the registry's base URL (e.g. https://harbor.example.com); Ferry adds /v2/ itself",
+    });
+    const numeric = problems({ registries: { a: { url: 'https://a.example', username: 'u', password: 123456 } } });
+    expect(numeric).toEqual([{ path: 'registries.a.password', message: 'expected string, got a number (quote it in YAML: "...")' }]);
+    expect(JSON.stringify(numeric)).not.toContain('123456');
+    expect(problems({ registries: { a: { url: 'https://a.example' } }, daemon: { timezone: 'Mars/Olympus' } })).toContainEqual({
+      path: 'daemon.timezone',
+      message: 'unknown time zone "Mars/Olympus": expected an IANA zone such as UTC, Europe/Berlin or Asia/Shanghai',
+    });
+    expect(problems({ registries: { a: { url: 'https://a.example' } }, daemon: { timezone: 'Europe/Berlin' } })).toEqual([]);
+  });
+
+  it('names the key and the path of a caFile that cannot be read', () => {
+    expect(() => parseConfig({ registries: { a: { url: 'https://a.example', caFile: '/nonexistent/ca.pem' } } }, 'x.yaml', {})).toThrow(
+      /registries\.a\.caFile: cannot read "\/nonexistent\/ca\.pem": no such file/,
+    );
+  });
+
+  it('drops the unset variables of a section the command does not use, and only there', () => {
+    const raw = { registries: { a: { url: 'https://a.example', password: '${PW}' } }, daemon: { token: '${TOKEN}' } };
+    const cfg = parseConfig({ ...raw, registries: { a: { url: 'https://a.example' } } }, 'x.yaml', {}, { unusedSections: ['daemon'] });
+    expect(cfg.daemon?.token).toBeUndefined();
+    expect(() => parseConfig(raw, 'x.yaml', {}, { unusedSections: ['daemon'] })).toThrow(/registries\.a\.password: environment variable PW is not set/);
+    expect(() => parseConfig(raw, 'x.yaml', {})).toThrow(/daemon\.token: environment variable TOKEN is not set/);
+  });
 });
