@@ -6,7 +6,9 @@ import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import tarStream from 'tar-stream';
 import { describe, expect, it, vi } from 'vitest';
-import { ChartError, buildHelmOciChart, chartMetadata, chartTag, goJson, readChartArchive } from '../../src/transfer/charts.js';
+import { readChartArchive } from '../../src/transfer/chart-archive.js';
+import { ChartError, chartMetadata } from '../../src/transfer/chart-metadata.js';
+import { buildHelmOciChart, chartTag, goJson } from '../../src/transfer/helm-oci.js';
 
 /** A chart .tgz as `helm package` writes it: <name>/Chart.yaml first, then the rest. */
 async function tgz(files: { name: string; data: string | Buffer; mtime?: Date }[]): Promise<Buffer> {
