@@ -6,6 +6,7 @@ import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync, r
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import type { Logger } from 'pino';
+import { REGISTRY_ID, encodeDigest } from './codec.js';
 
 export const LEGACY_JOURNAL = 'journal.jsonl';
 export const LEGACY_RULES = 'rules';
@@ -52,10 +53,11 @@ function aside(path: string): string {
 
 /** Reads the journal line by line (never whole: it may be big) and applies each record. */
 function importJournal(db: Database.Database, file: string): { records: number; skipped: number } {
-  const putBlob = db.prepare('INSERT OR REPLACE INTO blobs (registry, digest, repository, size, at) VALUES (?, ?, ?, ?, ?)');
-  const putManifest = db.prepare('INSERT OR REPLACE INTO manifests (registry, repository, digest, at) VALUES (?, ?, ?, ?)');
-  const putUpload = db.prepare('INSERT OR REPLACE INTO uploads (registry, repository, digest, location, offset, at) VALUES (?, ?, ?, ?, ?, ?)');
-  const delUpload = db.prepare('DELETE FROM uploads WHERE registry = ? AND repository = ? AND digest = ?');
+  const putRegistry = db.prepare('INSERT OR IGNORE INTO registries (key) VALUES (?)');
+  const putBlob = db.prepare(`INSERT OR REPLACE INTO blobs (registry, digest, repository, size, at) VALUES (${REGISTRY_ID}, ?, ?, ?, ?)`);
+  const putManifest = db.prepare(`INSERT OR REPLACE INTO manifests (registry, repository, digest, at) VALUES (${REGISTRY_ID}, ?, ?, ?)`);
+  const putUpload = db.prepare(`INSERT OR REPLACE INTO uploads (registry, repository, digest, location, offset, at) VALUES (${REGISTRY_ID}, ?, ?, ?, ?, ?)`);
+  const delUpload = db.prepare(`DELETE FROM uploads WHERE registry = ${REGISTRY_ID} AND repository = ? AND digest = ?`);
   let records = 0;
   let skipped = 0;
   for (const line of lines(file)) {
@@ -65,19 +67,21 @@ function importJournal(db: Database.Database, file: string): { records: number; 
       continue;
     }
     records++;
+    putRegistry.run(rec.r);
+    const d = encodeDigest(rec.d);
     switch (rec.t) {
       case 'b':
-        putBlob.run(rec.r, rec.d, rec.p, rec.s ?? null, rec.at);
-        delUpload.run(rec.r, rec.p, rec.d);
+        putBlob.run(rec.r, d, rec.p, rec.s ?? null, rec.at);
+        delUpload.run(rec.r, rec.p, d);
         break;
       case 'm':
-        putManifest.run(rec.r, rec.p, rec.d, rec.at);
+        putManifest.run(rec.r, rec.p, d, rec.at);
         break;
       case 'u':
-        if (typeof rec.loc === 'string') putUpload.run(rec.r, rec.p, rec.d, rec.loc, rec.off ?? 0, rec.at);
+        if (typeof rec.loc === 'string') putUpload.run(rec.r, rec.p, d, rec.loc, rec.off ?? 0, rec.at);
         break;
       case 'x':
-        delUpload.run(rec.r, rec.p, rec.d);
+        delUpload.run(rec.r, rec.p, d);
         break;
     }
   }
@@ -156,7 +160,7 @@ function importRuleStates(db: Database.Database, dir: string, logger: Logger, mo
     for (const [key, pushed] of Object.entries(state.entries)) {
       const i = key.lastIndexOf(':');
       if (i <= 0 || !pushed || typeof pushed.digest !== 'string') continue;
-      putTag.run(rule, key.slice(0, i), key.slice(i + 1), pushed.repository, pushed.tag, pushed.digest);
+      putTag.run(rule, key.slice(0, i), key.slice(i + 1), pushed.repository, pushed.tag, encodeDigest(pushed.digest));
     }
   }
 }

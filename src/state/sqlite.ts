@@ -20,7 +20,8 @@ import type { Logger } from 'pino';
 import { silentLogger } from '../log.js';
 import { hasLegacyState, importLegacyState } from './legacy.js';
 import { type StateLock, lockStateDir } from './lock.js';
-import { SCHEMA, SCHEMA_VERSION } from './schema.js';
+import { REGISTRY_ID, decodeDigest, encodeDigest } from './codec.js';
+import { MIGRATE_1_TO_2, MIGRATE_1_TO_2_COPY, SCHEMA, SCHEMA_VERSION } from './schema.js';
 import type { PushedTag, Recorded, StateInfo, StateStore, StoredExecution, UploadCheckpoint } from './types.js';
 
 export const DB_FILE = 'ferry.db';
@@ -182,53 +183,61 @@ export class SqliteState implements StateStore {
 
   knownBlob(registry: string, repository: string, digest: string): Promise<Recorded | undefined> {
     return this.read(() => {
-      const row = this.s.blob.get(registry, digest, repository) as { at: number; size: number | null } | undefined;
+      const row = this.s.blob.get(registry, encodeDigest(digest), repository) as { at: number; size: number | null } | undefined;
       return row ? { at: row.at, size: row.size ?? undefined } : undefined;
     });
   }
 
   mountSources(registry: string, digest: string, limit = 8): Promise<string[]> {
-    return this.read(() => (this.s.blobRepos.all(registry, digest, limit) as { repository: string }[]).map((r) => r.repository));
+    return this.read(() => (this.s.blobRepos.all(registry, encodeDigest(digest), limit) as { repository: string }[]).map((r) => r.repository));
   }
 
   recordBlob(registry: string, repository: string, digest: string, size: number): Promise<void> {
     const at = Date.now();
     return this.write(() => {
-      this.s.putBlob.run(registry, digest, repository, size, at);
-      this.s.delUpload.run(registry, repository, digest);
+      const d = encodeDigest(digest);
+      this.s.putRegistry.run(registry);
+      this.s.putBlob.run(registry, d, repository, size, at);
+      this.s.delUpload.run(registry, repository, d);
     });
   }
 
   forgetBlob(registry: string, repository: string, digest: string): Promise<void> {
-    return this.write(() => this.s.delBlob.run(registry, digest, repository));
+    return this.write(() => this.s.delBlob.run(registry, encodeDigest(digest), repository));
   }
 
   knownManifest(registry: string, repository: string, digest: string): Promise<Recorded | undefined> {
     return this.read(() => {
-      const row = this.s.manifest.get(registry, repository, digest) as { at: number } | undefined;
+      const row = this.s.manifest.get(registry, repository, encodeDigest(digest)) as { at: number } | undefined;
       return row ? { at: row.at } : undefined;
     });
   }
 
   recordManifest(registry: string, repository: string, digest: string): Promise<void> {
     const at = Date.now();
-    return this.write(() => this.s.putManifest.run(registry, repository, digest, at));
+    return this.write(() => {
+      this.s.putRegistry.run(registry);
+      this.s.putManifest.run(registry, repository, encodeDigest(digest), at);
+    });
   }
 
   upload(registry: string, repository: string, digest: string): Promise<UploadCheckpoint | undefined> {
     return this.read(() => {
-      const row = this.s.upload.get(registry, repository, digest) as { location: string; offset: number; at: number } | undefined;
+      const row = this.s.upload.get(registry, repository, encodeDigest(digest)) as { location: string; offset: number; at: number } | undefined;
       return row ? { location: row.location, offset: row.offset, at: row.at } : undefined;
     });
   }
 
   checkpointUpload(registry: string, repository: string, digest: string, location: string, offset: number): Promise<void> {
     const at = Date.now();
-    return this.write(() => this.s.putUpload.run(registry, repository, digest, location, offset, at));
+    return this.write(() => {
+      this.s.putRegistry.run(registry);
+      this.s.putUpload.run(registry, repository, encodeDigest(digest), location, offset, at);
+    });
   }
 
   clearUpload(registry: string, repository: string, digest: string): Promise<void> {
-    return this.write(() => this.s.delUpload.run(registry, repository, digest));
+    return this.write(() => this.s.delUpload.run(registry, repository, encodeDigest(digest)));
   }
 
   // ---- rule state ----
@@ -253,14 +262,14 @@ export class SqliteState implements StateStore {
   pushedManifest(rule: string, destination: string, repository: string, digest: string): Promise<PushedTag[]> {
     return this.read(() => {
       if (this.boundTo(rule) !== destination) return [];
-      return (this.s.ruleTagsByManifest.all(rule, repository, digest) as RuleTagRow[]).map(fromRow);
+      return (this.s.ruleTagsByManifest.all(rule, repository, encodeDigest(digest)) as RuleTagRow[]).map(fromRow);
     });
   }
 
   recordPushed(rule: string, destination: string, tags: PushedTag[]): Promise<void> {
     return this.write(() => {
       this.rebind(rule, destination);
-      for (const t of tags) this.s.putRuleTag.run(rule, t.sourceRepository, t.sourceTag, t.repository, t.tag, t.digest);
+      for (const t of tags) this.s.putRuleTag.run(rule, t.sourceRepository, t.sourceTag, t.repository, t.tag, encodeDigest(t.digest));
     }, 'full');
   }
 
@@ -326,7 +335,7 @@ interface RuleTagRow {
   source_tag: string;
   repository: string;
   tag: string;
-  digest: string;
+  digest: Buffer | string;
 }
 
 interface ExecutionRow {
@@ -337,20 +346,21 @@ interface ExecutionRow {
 }
 
 function fromRow(r: RuleTagRow): PushedTag {
-  return { sourceRepository: r.source_repository, sourceTag: r.source_tag, repository: r.repository, tag: r.tag, digest: r.digest };
+  return { sourceRepository: r.source_repository, sourceTag: r.source_tag, repository: r.repository, tag: r.tag, digest: decodeDigest(r.digest) };
 }
 
 function prepare(db: Database.Database) {
   return {
-    blob: db.prepare('SELECT at, size FROM blobs WHERE registry = ? AND digest = ? AND repository = ?'),
-    blobRepos: db.prepare('SELECT repository FROM blobs WHERE registry = ? AND digest = ? ORDER BY at DESC LIMIT ?'),
-    putBlob: db.prepare('INSERT OR REPLACE INTO blobs (registry, digest, repository, size, at) VALUES (?, ?, ?, ?, ?)'),
-    delBlob: db.prepare('DELETE FROM blobs WHERE registry = ? AND digest = ? AND repository = ?'),
-    manifest: db.prepare('SELECT at FROM manifests WHERE registry = ? AND repository = ? AND digest = ?'),
-    putManifest: db.prepare('INSERT OR REPLACE INTO manifests (registry, repository, digest, at) VALUES (?, ?, ?, ?)'),
-    upload: db.prepare('SELECT location, offset, at FROM uploads WHERE registry = ? AND repository = ? AND digest = ?'),
-    putUpload: db.prepare('INSERT OR REPLACE INTO uploads (registry, repository, digest, location, offset, at) VALUES (?, ?, ?, ?, ?, ?)'),
-    delUpload: db.prepare('DELETE FROM uploads WHERE registry = ? AND repository = ? AND digest = ?'),
+    putRegistry: db.prepare('INSERT OR IGNORE INTO registries (key) VALUES (?)'),
+    blob: db.prepare(`SELECT at, size FROM blobs WHERE registry = ${REGISTRY_ID} AND digest = ? AND repository = ?`),
+    blobRepos: db.prepare(`SELECT repository FROM blobs WHERE registry = ${REGISTRY_ID} AND digest = ? ORDER BY at DESC LIMIT ?`),
+    putBlob: db.prepare(`INSERT OR REPLACE INTO blobs (registry, digest, repository, size, at) VALUES (${REGISTRY_ID}, ?, ?, ?, ?)`),
+    delBlob: db.prepare(`DELETE FROM blobs WHERE registry = ${REGISTRY_ID} AND digest = ? AND repository = ?`),
+    manifest: db.prepare(`SELECT at FROM manifests WHERE registry = ${REGISTRY_ID} AND repository = ? AND digest = ?`),
+    putManifest: db.prepare(`INSERT OR REPLACE INTO manifests (registry, repository, digest, at) VALUES (${REGISTRY_ID}, ?, ?, ?)`),
+    upload: db.prepare(`SELECT location, offset, at FROM uploads WHERE registry = ${REGISTRY_ID} AND repository = ? AND digest = ?`),
+    putUpload: db.prepare(`INSERT OR REPLACE INTO uploads (registry, repository, digest, location, offset, at) VALUES (${REGISTRY_ID}, ?, ?, ?, ?, ?)`),
+    delUpload: db.prepare(`DELETE FROM uploads WHERE registry = ${REGISTRY_ID} AND repository = ? AND digest = ?`),
     ruleDestination: db.prepare('SELECT destination FROM rule_destinations WHERE rule = ?'),
     putRuleDestination: db.prepare('INSERT OR REPLACE INTO rule_destinations (rule, destination) VALUES (?, ?)'),
     ruleTagsPage: db.prepare(
@@ -381,8 +391,12 @@ function migrate(db: Database.Database): void {
   if (version > SCHEMA_VERSION) {
     throw new Error(`the state database was written by a newer Ferry (schema ${version}, this one knows ${SCHEMA_VERSION})`);
   }
-  db.exec(SCHEMA);
-  if (version < SCHEMA_VERSION) db.pragma(`user_version = ${SCHEMA_VERSION}`);
+  db.transaction(() => {
+    if (version === 1) db.exec(MIGRATE_1_TO_2);
+    db.exec(SCHEMA);
+    if (version === 1) db.exec(MIGRATE_1_TO_2_COPY);
+    if (version < SCHEMA_VERSION) db.pragma(`user_version = ${SCHEMA_VERSION}`);
+  })();
 }
 
 const CORRUPT = new Set(['SQLITE_NOTADB', 'SQLITE_CORRUPT']);
@@ -411,6 +425,8 @@ function configure(file: string): Database.Database {
     db.pragma('busy_timeout = 5000');
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = NORMAL');
+    // 16 MiB of page cache (SQLite's default is 2 MiB): random-key inserts into big tables stay in memory.
+    db.pragma('cache_size = -16384');
     migrate(db);
     return db;
   } catch (err) {

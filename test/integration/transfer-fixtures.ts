@@ -57,8 +57,8 @@ export function readCheckpoint(stateDir: string, repository: string | undefined,
     db.pragma('busy_timeout = 2000');
     const row =
       repository === undefined
-        ? db.prepare('SELECT location, offset FROM uploads WHERE digest = ? ORDER BY offset DESC LIMIT 1').get(digest)
-        : db.prepare('SELECT location, offset FROM uploads WHERE repository = ? AND digest = ?').get(repository, digest);
+        ? db.prepare('SELECT location, offset FROM upload_view WHERE digest = ? ORDER BY offset DESC LIMIT 1').get(digest)
+        : db.prepare('SELECT location, offset FROM upload_view WHERE repository = ? AND digest = ?').get(repository, digest);
     return row as { location: string; offset: number } | undefined;
   } finally {
     db.close();

@@ -5,6 +5,7 @@ import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readd
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openState } from '../../src/state/index.js';
@@ -202,6 +203,55 @@ describe('SqliteState', () => {
     const again = SqliteState.open(dir);
     expect(await again.knownBlob('d@h', 'a/b', 'sha256:2')).toBeUndefined();
     await again.close();
+  });
+});
+
+describe('compact keys', () => {
+  const d1 = `sha256:${'ab'.repeat(32)}`;
+  const d2 = `sha256:${'cd'.repeat(32)}`;
+
+  it('stores sha256 digests as 32 bytes and registry keys once, and reads them back as text', async () => {
+    const dir = tempDir();
+    const s = SqliteState.open(dir);
+    await s.recordBlob('d@h', 'a/b', d1, 10);
+    await s.recordBlob('d@h', 'a/c', d1, 10);
+    await s.recordManifest('d@h', 'a/b', d2);
+    await s.checkpointUpload('d@h', 'a/b', d2, 'http://r/u', 5);
+    await s.recordBlob('d@h', 'a/b', 'sha512:abc', 1); // other algorithms stay text
+    await s.recordPushed('r', 'd@h', [{ sourceRepository: 's/a', sourceTag: 'v1', repository: 'a/b', tag: 'v1', digest: d2 }]);
+    expect(await s.knownBlob('d@h', 'a/b', d1)).toMatchObject({ size: 10 });
+    expect(await s.knownBlob('d@h', 'a/b', 'sha512:abc')).toMatchObject({ size: 1 });
+    expect((await s.mountSources('d@h', d1)).sort()).toEqual(['a/b', 'a/c']);
+    expect(await s.knownManifest('d@h', 'a/b', d2)).toBeDefined();
+    expect(await s.pushedManifest('r', 'd@h', 'a/b', d2)).toEqual([{ sourceRepository: 's/a', sourceTag: 'v1', repository: 'a/b', tag: 'v1', digest: d2 }]);
+    expect(s.db.prepare('SELECT typeof(digest) AS t, length(digest) AS n FROM blobs WHERE repository = ? ORDER BY t').all('a/c')).toEqual([{ t: 'blob', n: 32 }]);
+    expect((s.db.prepare('SELECT count(*) AS n FROM registries').get() as { n: number }).n).toBe(1);
+    // The views show them readable (for the sqlite3 shell).
+    expect(s.db.prepare('SELECT registry, repository, digest, size FROM blob_view WHERE repository = ?').all('a/c')).toEqual([{ registry: 'd@h', repository: 'a/c', digest: d1, size: 10 }]);
+    expect(s.db.prepare('SELECT digest, offset FROM upload_view').all()).toEqual([{ digest: d2, offset: 5 }]);
+    expect(s.db.prepare('SELECT digest FROM rule_tag_view').all()).toEqual([{ digest: d2 }]);
+    await s.close();
+  });
+
+  it('migrates a schema 1 database (text keys) to compact keys, keeping every row', async () => {
+    const dir = tempDir();
+    const { SCHEMA: V1 } = await import('./schema-v1.js');
+    const old = new Database(join(dir, DB_FILE));
+    old.exec(V1);
+    old.pragma('user_version = 1');
+    old.prepare('INSERT INTO blobs VALUES (?, ?, ?, ?, ?)').run('d@h', d1, 'a/b', 10, 1);
+    old.prepare('INSERT INTO manifests VALUES (?, ?, ?, ?)').run('d@h', 'a/b', d2, 2);
+    old.prepare('INSERT INTO uploads VALUES (?, ?, ?, ?, ?, ?)').run('d@h', 'a/b', d2, 'http://r/u', 7, 3);
+    old.prepare('INSERT INTO rule_destinations VALUES (?, ?)').run('r', 'd@h');
+    old.prepare('INSERT INTO rule_tags VALUES (?, ?, ?, ?, ?, ?)').run('r', 's/a', 'v1', 'a/b', 'v1', d2);
+    old.close();
+    const s = SqliteState.open(dir);
+    expect(s.db.pragma('user_version', { simple: true })).toBe(2);
+    expect(await s.knownBlob('d@h', 'a/b', d1)).toEqual({ at: 1, size: 10 });
+    expect(await s.knownManifest('d@h', 'a/b', d2)).toEqual({ at: 2 });
+    expect(await s.upload('d@h', 'a/b', d2)).toEqual({ location: 'http://r/u', offset: 7, at: 3 });
+    expect(await s.pushedManifest('r', 'd@h', 'a/b', d2)).toHaveLength(1);
+    await s.close();
   });
 });
 
