@@ -117,8 +117,13 @@ export function parseManifest(bytes: Uint8Array, headerType?: string): ParsedMan
 }
 
 function checkDescriptor(d: Descriptor): Descriptor {
-  if (!d || typeof d.digest !== 'string' || !/^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/.test(d.digest) || typeof d.size !== 'number') {
+  if (!d || typeof d.digest !== 'string' || !/^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/.test(d.digest)) {
     throw new UnsupportedContentError(`invalid descriptor in manifest: ${JSON.stringify(d)?.slice(0, 200)}`);
+  }
+  // The size drives Content-Length, chunk arithmetic and the byte budget: a negative, fractional or
+  // beyond-2^53 size (which JSON allows) would make all three lie, so it is refused here, once.
+  if (typeof d.size !== 'number' || !Number.isSafeInteger(d.size) || d.size < 0) {
+    throw new UnsupportedContentError(`invalid descriptor in manifest: size of ${d.digest} must be a non-negative integer below 2^53, got ${JSON.stringify(d.size)?.slice(0, 40)}`);
   }
   return d;
 }
