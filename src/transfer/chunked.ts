@@ -78,6 +78,9 @@ interface ResumableState {
   fresh: boolean;
 }
 
+/** 64 MiB: the most a resumable chunk buffers unless transfer.chunkSize itself is larger. */
+export const MAX_BUFFERED_CHUNK = 64 * 1024 * 1024;
+
 /** Statuses that a first PATCH gets from a registry (or proxy) that does not do chunked uploads. */
 const REFUSED = new Set([400, 404, 405, 411, 415, 416, 501]);
 const SESSION_CODES = new Set(['BLOB_UPLOAD_UNKNOWN', 'BLOB_UPLOAD_INVALID']);
@@ -95,8 +98,24 @@ export class ChunkedUpload implements UploadStrategy {
     return size >= this.opts.resumeThreshold;
   }
 
+  /**
+   * The largest chunk a resumable upload holds in memory. A registry's OCI-Chunk-Min-Length may ask
+   * for more (the header is the registry's to choose, up to the whole blob): such a blob is streamed
+   * chunk by chunk instead, without a buffer and so without checkpoints.
+   */
+  get maxBufferedChunk(): number {
+    return Math.max(this.opts.chunkSize, MAX_BUFFERED_CHUNK);
+  }
+
   async upload(job: BlobJob, location: URL, open: (start: number) => Promise<VerifiedBody>, session: { minChunkLength?: number | undefined } = {}): Promise<void> {
-    if (this.isResumable(job.descriptor.size)) {
+    const tooLargeToBuffer = session.minChunkLength !== undefined && session.minChunkLength > this.maxBufferedChunk;
+    if (tooLargeToBuffer && this.isResumable(job.descriptor.size)) {
+      this.opts.logger?.warn(
+        { registry: job.destination.name, repository: job.destinationRepository, digest: job.descriptor.digest, minChunkLength: session.minChunkLength, maxBufferedChunk: this.maxBufferedChunk },
+        'the registry asks for chunks larger than Ferry buffers (OCI-Chunk-Min-Length): this blob is streamed without resume checkpoints',
+      );
+    }
+    if (this.isResumable(job.descriptor.size) && !tooLargeToBuffer) {
       const hash = createHash(hashAlgorithm(job.descriptor.digest));
       await this.opts.state.checkpointUpload(job.destinationKey, job.destinationRepository, job.descriptor.digest, location.href, 0);
       await this.resumable(job, { location, offset: 0, hash, hashed: 0, minChunkLength: session.minChunkLength, fresh: true });

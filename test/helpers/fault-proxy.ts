@@ -37,6 +37,8 @@ export interface ProxyFaults {
   /** Delay every (matching, see stallMatch) request by this long before forwarding it. */
   stallMs?: number;
   stallMatch?: RegExp;
+  /** Headers added to the registry's answers to matching requests (e.g. OCI-Chunk-Min-Length on upload POSTs). */
+  responseHeaders?: { match: RegExp; headers: Record<string, string> };
 }
 
 export interface TestProxy {
@@ -134,6 +136,7 @@ export async function startProxy(targetUrl: string, faults: ProxyFaults = {}): P
           record.fault = 'flip';
         },
         onStatus: (s) => (record.status = s),
+        responseHeaders: f.responseHeaders?.match.test(line) ? f.responseHeaders.headers : undefined,
       });
     };
 

@@ -45,6 +45,8 @@ export interface ForwardOptions {
   intercept?: (upstream: IncomingMessage) => boolean;
   /** The client's body was already consumed (a second forward of the same request): send none. */
   bodyless?: boolean;
+  /** Headers added to (or replacing those of) the upstream answer. */
+  responseHeaders?: Record<string, string> | undefined;
 }
 
 /** Streams one request to the target and its answer back, applying byte-level faults on the way. */
@@ -91,6 +93,7 @@ export function forwardRequest(req: IncomingMessage, res: ServerResponse, o: For
       if (HOP_BY_HOP.has(k) || v === undefined) continue;
       outHeaders[k] = k === 'location' || k === 'link' ? rewriteOrigin(v, o.target.origin, o.self) : v;
     }
+    for (const [k, v] of Object.entries(o.responseHeaders ?? {})) outHeaders[k.toLowerCase()] = v;
     res.writeHead(status, outHeaders);
     const bodyFaults = status === 200 || status === 206;
     // A cut at or beyond the end of the body would not cut anything: leave such responses alone

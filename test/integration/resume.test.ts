@@ -135,6 +135,31 @@ describe('copy by chunk', () => {
     await reopened.close();
   });
 
+  it('streams a blob without buffering when OCI-Chunk-Min-Length asks for more than Ferry buffers', async () => {
+    // A registry may announce any minimum chunk (up to the whole blob); buffering it would put the
+    // whole blob in memory. Such a blob is streamed chunk by chunk instead: no checkpoints.
+    dst.setFaults({ responseHeaders: { match: /^POST \/v2\/.+\/blobs\/uploads\/$/, headers: { 'OCI-Chunk-Min-Length': String(2 ** 40) } } });
+    const engine = new Engine(config('c9', ['chunk/big'], { chunkSize: '128KiB', resumeThreshold: '256KiB' }), { stateDir: tempDir('ferry-chunk-min-') });
+    const checkpointed: string[] = [];
+    const { state } = engine;
+    const checkpointUpload = state.checkpointUpload.bind(state);
+    state.checkpointUpload = async (reg, repo, d, loc, off) => {
+      checkpointed.push(d);
+      await checkpointUpload(reg, repo, d, loc, off);
+    };
+    try {
+      const report = await engine.sync();
+      expect(report.rules[0]!.artifacts.copied).toBe(1);
+      await expectSameImage('c9/chunk/big', '1', big);
+    } finally {
+      await engine.close();
+    }
+    expect(checkpointed).not.toContain(bigLayer().digest);
+    // One streamed PATCH carried the whole big layer (the minimum exceeds the blob).
+    const patches = dst.requests.filter((r) => r.method === 'PATCH' && /\/blobs\/uploads\//.test(r.path));
+    expect(patches.some((p) => p.headers['content-range'] === `0-${BIG - 1}`)).toBe(true);
+  });
+
   it('names transfer.chunkSize when the registry refuses chunked uploads, and commits nothing', async () => {
     dst.setFaults({ statusSequence: { match: /^PATCH /, statuses: Array(50).fill(405) } });
     const engine = new Engine(config('c3', ['chunk/small']), { stateDir: false });
