@@ -4,12 +4,14 @@
 // and regctl's config), and the registries that are not distribution 2.8: distribution v3 (through
 // test/helpers' startRegistry) and go-containerregistry's registry with the Referrers API.
 import { spawn } from 'node:child_process';
+import { createServer, request as httpRequest } from 'node:http';
 import { createHash } from 'node:crypto';
 import { accessSync, constants, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type RegistryUser, type StartRegistryOptions, type TestRegistry, LOOPBACK, startRegistry } from '../helpers/index.js';
+import { type RegistryUser, type StartRegistryOptions, type TestRegistry, DEFAULT_USERS, LOOPBACK, listenOnFreePort, startRegistry, startTokenIssuer } from '../helpers/index.js';
+import { closeServer } from '../helpers/token-issuer.js';
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -46,6 +48,7 @@ export function toolPath(bin: string): string {
 
 export interface RunResult {
   stdout: string;
+  stdoutBytes: Buffer;
   stderr: string;
 }
 
@@ -113,9 +116,10 @@ export class ClientHome {
       });
       child.on('close', (code) => {
         clearTimeout(timer);
-        const stdout = Buffer.concat(out).toString('utf8');
+        const stdoutBytes = Buffer.concat(out);
+        const stdout = stdoutBytes.toString('utf8');
         const stderr = Buffer.concat(err).toString('utf8');
-        if (code === 0) resolve({ stdout, stderr });
+        if (code === 0) resolve({ stdout, stdoutBytes, stderr });
         else reject(new ToolError(command, code, stdout, stderr));
       });
       child.stdin.end(opts.input ?? '');
@@ -183,6 +187,52 @@ export async function startReferrersRegistry(user: RegistryUser = { username: 'f
         await exited;
       }
       rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * A registry with token auth whose token realm is on the registry's own host:port, as Harbor serves
+ * /service/token next to /v2/: one loopback front routes /token to the issuer and everything else to
+ * the registry. go-containerregistry's clients (crane, cosign) refuse a realm on another loopback or
+ * private address (SSRF protection since v0.21), so our usual separate issuer port fails with them.
+ */
+export async function startSameOriginTokenRegistry(start: (opts: StartRegistryOptions) => Promise<TestRegistry> = startRegistry): Promise<TestRegistry> {
+  let backend: TestRegistry | undefined;
+  const issuer = await startTokenIssuer({ users: [...DEFAULT_USERS] });
+  const front = createServer((req, res) => {
+    const target = new URL(req.url!.startsWith('/token') ? issuer.url : backend!.url);
+    const upstream = httpRequest({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      answer.pipe(res);
+    });
+    upstream.on('error', (err) => {
+      res.writeHead(502);
+      res.end(String(err));
+    });
+    req.pipe(upstream);
+  });
+  const port = await listenOnFreePort(front);
+  const host = `${LOOPBACK}:${port}`;
+  try {
+    backend = await start({ auth: 'token', issuer, extraConfig: { auth: { token: { realm: `http://${host}/token` } } } });
+  } catch (err) {
+    await closeServer(front);
+    await issuer.stop();
+    throw err;
+  }
+  const registry = backend;
+  return {
+    ...registry,
+    url: `http://${host}`,
+    host,
+    port,
+    logs: () => registry.logs(),
+    restart: () => registry.restart(),
+    stop: async () => {
+      await registry.stop();
+      await closeServer(front);
+      await issuer.stop();
     },
   };
 }
