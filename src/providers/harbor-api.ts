@@ -260,9 +260,35 @@ export class HarborApi {
         }
       }
     } catch (err) {
-      if (err instanceof RegistryError && err.status === 404) return;
-      throw err;
+      if (!(err instanceof RegistryError && err.status === 404)) throw err;
+      // Harbor's 404: the repository or project does not exist, nothing to list. No Harbor API at
+      // all (a plain registry configured as kind: harbor): say so, so the caller compares per tag.
+      if (await this.isHarbor(signal)) return;
+      throw new RegistryError(`no Harbor API at ${this.base.href} (GET api/v2.0/systeminfo failed): no bulk tag inventory; use kind: registry for a plain registry`, {
+        registry: this.registry,
+        repository,
+        status: 404,
+      });
     }
+  }
+
+  private harborCheck: Promise<boolean> | undefined;
+
+  /** Whether a Harbor API answers at the base URL (GET api/v2.0/systeminfo, open to anonymous callers); asked once. */
+  isHarbor(signal?: AbortSignal): Promise<boolean> {
+    this.harborCheck ??= (async () => {
+      const res = await this.send('GET', this.url('api/v2.0/systeminfo'), { signal });
+      if (res.status !== 200) return false;
+      try {
+        return typeof (JSON.parse(res.text) as { harbor_version?: unknown }).harbor_version === 'string';
+      } catch {
+        return false;
+      }
+    })().catch((err: unknown) => {
+      this.harborCheck = undefined;
+      throw err;
+    });
+    return this.harborCheck;
   }
 
   /** Everything: projects → repositories → artifacts, then (optionally) each project's ChartMuseum charts. */
@@ -271,16 +297,18 @@ export class HarborApi {
     const projects: AsyncIterable<string> | string[] = options.projects ?? this.projectNames(signal);
     for await (const project of projects) {
       signal?.throwIfAborted();
-      let repositories: string[];
+      // Repositories are read page by page while their artifacts are listed (never the whole project).
+      const repositories = this.listRepositories(project, signal)[Symbol.asyncIterator]();
+      let next: IteratorResult<string>;
       try {
-        repositories = [];
-        for await (const r of this.listRepositories(project, signal)) repositories.push(r);
+        next = await repositories.next();
       } catch (err) {
         // A project named by the filters that does not exist (or was deleted meanwhile) has nothing to list.
         if (err instanceof RegistryError && err.status === 404) continue;
         throw err;
       }
-      for (const repository of repositories) {
+      for (; !next.done; next = await repositories.next()) {
+        const repository = next.value;
         if (options.repositoryMayMatch && !options.repositoryMayMatch(repository)) continue;
         signal?.throwIfAborted();
         yield* this.listRepositoryArtifacts(repository, signal);

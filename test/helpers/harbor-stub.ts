@@ -310,6 +310,10 @@ export async function startHarborStub(opts: HarborStubOptions = {}): Promise<Har
       }
     }
 
+    if (path === '/api/v2.0/systeminfo' && method === 'GET') {
+      // Open to anonymous callers, as in Harbor.
+      return send(res, 200, { harbor_version: `v${opts.version ?? '2.11'}.0-stub`, auth_mode: 'db_auth', registry_url: 'harbor.stub', external_url: 'https://harbor.stub', project_creation_restriction: 'everyone', self_registration: false, has_ca_root: false, read_only: false, with_chartmuseum: chartMuseum, notification_enable: true });
+    }
     const user = userOf(req);
     if (!user.ok) return fail(res, 401, 'UNAUTHORIZED', 'unauthorized');
 

@@ -351,8 +351,23 @@ describe('Harbor tag inventory (API v2.0 artifacts, 100 a page)', () => {
       expect(listing.length).toBeLessThanOrEqual(tagCount / 50);
       expect(await collect(api.listTagInventory('team/missing'))).toEqual([]);
       expect(await collect(api.listTagInventory('nope/missing'))).toEqual([]);
+      expect(h.requests.filter((r) => r.path === '/api/v2.0/systeminfo')).toHaveLength(1); // asked once: this is a Harbor
     } finally {
       await h.close();
+    }
+  });
+});
+
+describe('Harbor tag inventory without a Harbor API', () => {
+  it('says there is no Harbor API instead of listing nothing (a plain registry configured as kind: harbor)', async () => {
+    const { startRegistry } = await import('../helpers/index.js');
+    const plain = await startRegistry({ auth: 'none' });
+    try {
+      const err = await collect(new HarborApi({ url: plain.url, registry: 'idc' }).listTagInventory('library/nginx')).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(RegistryError);
+      expect((err as RegistryError).message).toMatch(/no Harbor API at .*use kind: registry/);
+    } finally {
+      await plain.stop();
     }
   });
 });
