@@ -179,9 +179,18 @@ export class ArtifactCopier implements ContentCopier {
    * Everything a manifest refers to, before the manifest itself: the blobs of an image manifest, or
    * every child (recursively) of an index.
    */
-  async copyContent(ctx: ArtifactContext, effective: ParsedManifest, converted?: ConvertedChildren): Promise<void> {
+  async copyContent(ctx: ArtifactContext, effective: ParsedManifest, converted?: ConvertedChildren, walk: IndexWalk = new IndexWalk()): Promise<void> {
     if (effective.kind === 'index') {
-      await settleAll(effective.manifests.map((child) => (converted ? this.copyConvertedChild(ctx, converted.get(child.digest)!) : this.copyChild(ctx, child))));
+      // Each distinct child once (an index may list one child many times), a few at a time (an index
+      // of 25k entries must not open 25k manifest fetches), within a depth and a total budget.
+      const children = walk.enter(effective.manifests, `${ctx.source.name}/${ctx.item.sourceRepository}`);
+      try {
+        await settleLimited(children, INDEX_CHILD_CONCURRENCY, (child) =>
+          converted ? this.copyConvertedChild(ctx, converted.get(child.digest)!, walk) : this.copyChild(ctx, child, walk),
+        );
+      } finally {
+        walk.leave();
+      }
       return;
     }
     const blobs = uniqueByDigest([effective.config, ...effective.layers].filter((d) => !FOREIGN_LAYER_TYPES.has(d.mediaType)));
@@ -209,6 +218,7 @@ export class ArtifactCopier implements ContentCopier {
    */
   private async convertTree(ctx: ArtifactContext, parsed: ParsedManifest, children: ConvertedChildren): Promise<{ bytes: Buffer; mediaType: string }> {
     if (parsed.kind === 'manifest') return toDockerManifest(parsed);
+    if (parsed.manifests.length > MAX_INDEX_CHILDREN) throw new IndexTooLargeError(`${ctx.source.name}/${ctx.item.sourceRepository}: the index lists more than ${MAX_INDEX_CHILDREN} manifests`);
     for (const child of parsed.manifests) {
       const m = await ctx.source.getManifest(ctx.item.sourceRepository, child.digest);
       const childParsed = parseManifest(m.bytes, m.mediaType || child.mediaType);
@@ -236,15 +246,15 @@ export class ArtifactCopier implements ContentCopier {
     }
   }
 
-  private async copyConvertedChild(ctx: ArtifactContext, child: { digest: string; bytes: Buffer; mediaType: string; parsed: ParsedManifest }): Promise<void> {
+  private async copyConvertedChild(ctx: ArtifactContext, child: { digest: string; bytes: Buffer; mediaType: string; parsed: ParsedManifest }, walk: IndexWalk): Promise<void> {
     const repo = ctx.item.destinationRepository;
     if (await ctx.destination.headManifest(repo, child.digest, true)) return;
-    await this.copyContent(ctx, child.parsed);
+    await this.copyContent(ctx, child.parsed, undefined, walk);
     await this.pushManifest(ctx, child.parsed, () => ctx.destination.putManifest(repo, child.digest, child.bytes, child.mediaType));
     await this.state.recordManifest(ctx.destinationKey, repo, child.digest);
   }
 
-  private async copyChild(ctx: ArtifactContext, child: Descriptor): Promise<void> {
+  private async copyChild(ctx: ArtifactContext, child: Descriptor, walk: IndexWalk): Promise<void> {
     const repo = ctx.item.destinationRepository;
     if (await ctx.destination.headManifest(repo, child.digest, true)) {
       await this.state.recordManifest(ctx.destinationKey, repo, child.digest);
@@ -252,10 +262,61 @@ export class ArtifactCopier implements ContentCopier {
     }
     const manifest = await ctx.source.getManifest(ctx.item.sourceRepository, child.digest);
     const parsed = parseManifest(manifest.bytes, manifest.mediaType || child.mediaType);
-    await this.copyContent(ctx, parsed);
+    await this.copyContent(ctx, parsed, undefined, walk);
     await this.pushManifest(ctx, parsed, () => ctx.destination.putManifest(repo, child.digest, manifest.bytes, manifest.mediaType || child.mediaType));
     await this.state.recordManifest(ctx.destinationKey, repo, child.digest);
   }
+}
+
+/** Index children copied at once per index (manifest fetches and HEADs; their blobs go through the blob queue). */
+const INDEX_CHILD_CONCURRENCY = 8;
+/** Nesting of indexes within one artifact: real images use 1 (an index of manifests), rarely 2. */
+export const MAX_INDEX_DEPTH = 8;
+/** Distinct child manifests within one artifact (multi-platform images have tens; attestations double that). */
+export const MAX_INDEX_CHILDREN = 1024;
+
+/** An index tree larger than Ferry walks for one artifact: the artifact fails, the others go on. */
+export class IndexTooLargeError extends UnsupportedContentError {
+  override name = 'IndexTooLargeError';
+}
+
+/**
+ * The walk of one artifact's index tree: the children already taken (by digest, so a child listed
+ * twice, or under two nested indexes, is copied once), the depth, and the total against the cap.
+ */
+export class IndexWalk {
+  private readonly seen = new Set<string>();
+  private depth = 0;
+
+  enter(children: Descriptor[], where: string): Descriptor[] {
+    if (++this.depth > MAX_INDEX_DEPTH) throw new IndexTooLargeError(`${where}: indexes nested more than ${MAX_INDEX_DEPTH} deep`);
+    const fresh = children.filter((c) => (this.seen.has(c.digest) ? false : (this.seen.add(c.digest), true)));
+    if (this.seen.size > MAX_INDEX_CHILDREN) throw new IndexTooLargeError(`${where}: the index tree lists more than ${MAX_INDEX_CHILDREN} distinct manifests`);
+    return fresh;
+  }
+
+  leave(): void {
+    this.depth--;
+  }
+}
+
+/**
+ * Runs `fn` over `items`, at most `limit` at a time, like settleAll: it settles only when no call is
+ * still running, then rejects with the first failure. After a failure no new item is started.
+ */
+async function settleLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failure: { reason: unknown } | undefined;
+  const lane = async (): Promise<void> => {
+    while (next < items.length && !failure) {
+      const item = items[next++]!;
+      await fn(item).catch((reason: unknown) => {
+        failure ??= { reason };
+      });
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+  if (failure) throw failure.reason;
 }
 
 /**
