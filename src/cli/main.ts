@@ -8,6 +8,7 @@ import { copyRef } from '../engine/copy-ref.js';
 import { type SyncReport, formatTextReport } from '../engine/report.js';
 import { type Logger, LogOptionError, createLogger, parseLogFormat, parseLogLevel } from '../log.js';
 import { FERRY_VERSION } from '../version.js';
+import type { RequestObserver } from '../http/observe.js';
 import { ShardError, formatShard, resolveShard, shardFilter } from '../plan/shard.js';
 import { StateLockedError } from '../state/types.js';
 import { ProgressDisplay, progressMode } from './progress.js';
@@ -48,6 +49,20 @@ function exitFor(report: SyncReport): number {
   // so CI can gate on `ferry plan`.
   if (report.dryRun && report.rules.some((r) => r.problems.length > 0 || r.plan?.some((p) => p.action === 'error'))) return ExitCode.partial;
   return ExitCode.ok;
+}
+
+/**
+ * `--log-level debug`: one record per HTTP request, as `skopeo --debug` shows them: method, URL (the
+ * request layer strips the query, which may carry upload state or signatures; headers never reach it),
+ * status and time.
+ */
+export function requestLog(logger: Logger): RequestObserver | undefined {
+  if (!logger.isLevelEnabled('debug')) return undefined;
+  return (e) =>
+    logger.debug(
+      { registry: e.registry, method: e.method, url: e.url, kind: e.kind, status: e.status, error: e.error, durationMs: Math.round(e.durationMs), attempt: e.attempt },
+      `${e.method} ${e.url} ${e.status ?? e.error ?? '?'} ${Math.round(e.durationMs)}ms${e.attempt > 1 ? ` (attempt ${e.attempt})` : ''}`,
+    );
 }
 
 /** One-shot commands (sync, plan, check, copy, verify) never read the `daemon` section's variables. */
@@ -135,7 +150,7 @@ export function buildProgram(run: { code: number }): Command {
       const progress = new ProgressDisplay({ mode: opts.dryRun ? 'none' : progressMode({ quiet: opts.quiet, isTTY: process.stderr.isTTY }) });
       const logger = makeLogger(progress);
       const config = withStateDir(requireConfig(opts.config), opts.stateDir ?? process.env.FERRY_STATE_DIR);
-      const engine = new Engine(config, { logger, stateDir: opts.dryRun ? false : undefined, readStateOnly: !!opts.dryRun });
+      const engine = new Engine(config, { logger, onRequest: requestLog(logger), stateDir: opts.dryRun ? false : undefined, readStateOnly: !!opts.dryRun });
       try {
         const rules = engine.selectRules(opts.rule);
         if (shard) logger.info({ shard: formatShard(shard) }, `shard ${formatShard(shard)}: only the source repositories whose hash falls in this shard`);
@@ -163,7 +178,7 @@ export function buildProgram(run: { code: number }): Command {
       const shard = resolveShard({ shard: opts.shard, shards: opts.shards });
       const logger = makeLogger();
       const config = withStateDir(requireConfig(opts.config), opts.stateDir ?? process.env.FERRY_STATE_DIR);
-      const engine = new Engine(config, { logger, stateDir: false, readStateOnly: true });
+      const engine = new Engine(config, { logger, onRequest: requestLog(logger), stateDir: false, readStateOnly: true });
       try {
         engine.selectRules(opts.rule);
         const report = await engine.sync({ rules: opts.rule, dryRun: true, repositoryFilter: shard ? shardFilter(shard) : undefined });
@@ -183,7 +198,7 @@ export function buildProgram(run: { code: number }): Command {
     .action(async (opts: GlobalOptions & { probeRepository?: string }) => {
       const logger = makeLogger();
       const config = requireConfig(opts.config);
-      const engine = new Engine(config, { logger, stateDir: false });
+      const engine = new Engine(config, { logger, onRequest: requestLog(logger), stateDir: false });
       try {
         const reports = await Promise.all(Object.keys(config.registries).map((name) => engine.provider(name).check({ probeRepository: opts.probeRepository })));
         if (opts.output === 'json') write(`${JSON.stringify({ registries: reports }, null, 2)}\n`);
@@ -217,7 +232,7 @@ export function buildProgram(run: { code: number }): Command {
       if (!/[:@]/.test(dst.split('/').pop() ?? '')) to.ref.reference = from.ref.reference;
       // Not validated again: `base` is, and resolveRef's ad-hoc registries are named by host[:port].
       const config: FerryConfig = { ...base, registries: to.registries, rules: [] };
-      const engine = new Engine(config, { logger, stateDir: false });
+      const engine = new Engine(config, { logger, onRequest: requestLog(logger), stateDir: false });
       try {
         progress.start(engine.events, { rules: ['copy'], logger });
         const report = await copyRef(engine, from.ref, to.ref).finally(() => progress.stop());

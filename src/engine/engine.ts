@@ -10,6 +10,7 @@ import { compileFilters } from '../plan/filters.js';
 import type { RulePlan, SourceArtifact, WorkItem } from '../plan/types.js';
 import { createProvider, registryKey, staticCredentials } from '../providers/index.js';
 import type { Provider } from '../providers/types.js';
+import type { RequestObserver } from '../http/observe.js';
 import { AuthError, UnreachableError } from '../registry/errors.js';
 import { ArtifactCopier, type ManifestHooks } from '../transfer/artifact-copier.js';
 import { BlobCopier, type UploadStrategy } from '../transfer/blob-copier.js';
@@ -44,6 +45,8 @@ export class UnknownRuleError extends Error {
 
 export interface EngineOptions {
   logger?: Logger | undefined;
+  /** Called once per HTTP request sent to any registry (the CLI logs them at debug level). */
+  onRequest?: RequestObserver | undefined;
   /** Overrides transfer.stateDir; `false` keeps the state in memory (tests, one-off copies). */
   stateDir?: string | false | undefined;
   /**
@@ -78,6 +81,7 @@ export interface SyncOptions {
 }
 
 export class Engine {
+  private readonly onRequest: RequestObserver | undefined;
   readonly config: FerryConfig;
   readonly logger: Logger;
   readonly events: EventEmitter<TransferEvents>;
@@ -95,6 +99,7 @@ export class Engine {
   private readonly ownsState: boolean;
 
   constructor(config: FerryConfig, opts: EngineOptions = {}) {
+    this.onRequest = opts.onRequest;
     this.config = config;
     this.logger = opts.logger ?? silentLogger;
     this.events = opts.events ?? new EventEmitter<TransferEvents>();
@@ -146,6 +151,7 @@ export class Engine {
         // too made pino write the "registry" key twice).
         logger: this.logger,
         onRetry: (registry) => this.events.emit('retry', registry),
+        onRequest: this.onRequest,
       });
       this.providers.set(name, p);
     }

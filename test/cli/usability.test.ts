@@ -80,7 +80,13 @@ describe('ferry at the keyboard', { timeout: 150_000 }, () => {
     expect(lines.length).toBeGreaterThan(0);
     for (const line of lines) expect(line).toMatch(/^\[\d\d:\d\d:\d\d\.\d{3}\] (INFO|WARN|DEBUG|ERROR)( \(\w+\))?: /);
     expect(pretty.stderr).toMatch(/INFO.*: artifact copied/);
-    for (const line of json.stderr.split('\n').filter((l) => l.trim())) expect(() => JSON.parse(line)).not.toThrow();
+    const records = json.stderr.split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as Record<string, unknown>);
+    // --log-level debug: one record per HTTP request (method, URL without query, status, time), no secrets.
+    const requests = records.filter((r) => r.method && r.url);
+    expect(requests).toContainEqual(expect.objectContaining({ level: 20, registry: 'dst', method: 'GET', url: `${destination.url}/v2/`, status: 200, durationMs: expect.any(Number) }));
+    expect(requests.some((r) => r.status === 401)).toBe(true); // the challenge before the credentials
+    expect(json.stderr).not.toContain('s3cret');
+    expect(json.stderr).not.toMatch(/authorization/i);
   });
 
   it('copy takes host:port references, and uses the config registry of that host for its credentials', async () => {
