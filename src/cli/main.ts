@@ -8,6 +8,7 @@ import { copyRef } from '../engine/copy-ref.js';
 import { type SyncReport, formatTextReport } from '../engine/report.js';
 import { type Logger, LogOptionError, createLogger, parseLogFormat, parseLogLevel } from '../log.js';
 import { FERRY_VERSION } from '../version.js';
+import { withStoredCredentials } from '../config/docker-credentials.js';
 import type { RequestObserver } from '../http/observe.js';
 import { ShardError, formatShard, resolveShard, shardFilter } from '../plan/shard.js';
 import { StateLockedError } from '../state/types.js';
@@ -73,6 +74,21 @@ function loadOneShotConfig(file: string): FerryConfig {
 function requireConfig(file: string | undefined, load: (file: string) => FerryConfig = loadOneShotConfig): FerryConfig {
   if (!file) throw new UsageError('--config FILE is required');
   return load(file);
+}
+
+/** The registries the named rules (default: the enabled ones) use; every registry for an unknown rule (it fails later, exit 2). */
+function registriesOfRules(config: FerryConfig, names: string[]): string[] {
+  const rules = names.length ? config.rules.filter((r) => names.includes(r.name)) : config.rules.filter((r) => r.enabled);
+  if (names.length && rules.length !== names.length) return Object.keys(config.registries);
+  return rules.flatMap((r) => [r.source, r.destination]);
+}
+
+/** `--src-creds USERNAME:PASSWORD`, as skopeo takes it. */
+function parseCreds(value: string | undefined, option: string): { username: string; password: string } | undefined {
+  if (value === undefined) return undefined;
+  const colon = value.indexOf(':');
+  if (colon <= 0) throw new UsageError(`${option}: expected USERNAME:PASSWORD`);
+  return { username: value.slice(0, colon), password: value.slice(colon + 1) };
 }
 
 /** The format asked for with -o/--output anywhere in argv (also when parsing failed before an action ran). */
@@ -149,7 +165,8 @@ export function buildProgram(run: { code: number }): Command {
       const shard = resolveShard({ shard: opts.shard, shards: opts.shards });
       const progress = new ProgressDisplay({ mode: opts.dryRun ? 'none' : progressMode({ quiet: opts.quiet, isTTY: process.stderr.isTTY }) });
       const logger = makeLogger(progress);
-      const config = withStateDir(requireConfig(opts.config), opts.stateDir ?? process.env.FERRY_STATE_DIR);
+      const loaded = withStateDir(requireConfig(opts.config), opts.stateDir ?? process.env.FERRY_STATE_DIR);
+      const config = await withStoredCredentials(loaded, registriesOfRules(loaded, opts.rule), { logger });
       const engine = new Engine(config, { logger, onRequest: requestLog(logger), stateDir: opts.dryRun ? false : undefined, readStateOnly: !!opts.dryRun });
       try {
         const rules = engine.selectRules(opts.rule);
@@ -177,7 +194,8 @@ export function buildProgram(run: { code: number }): Command {
     .action(async (opts: GlobalOptions & { rule: string[]; shard?: string; shards?: string }) => {
       const shard = resolveShard({ shard: opts.shard, shards: opts.shards });
       const logger = makeLogger();
-      const config = withStateDir(requireConfig(opts.config), opts.stateDir ?? process.env.FERRY_STATE_DIR);
+      const loaded = withStateDir(requireConfig(opts.config), opts.stateDir ?? process.env.FERRY_STATE_DIR);
+      const config = await withStoredCredentials(loaded, registriesOfRules(loaded, opts.rule), { logger });
       const engine = new Engine(config, { logger, onRequest: requestLog(logger), stateDir: false, readStateOnly: true });
       try {
         engine.selectRules(opts.rule);
@@ -197,7 +215,7 @@ export function buildProgram(run: { code: number }): Command {
     .addOption(outputOption())
     .action(async (opts: GlobalOptions & { probeRepository?: string }) => {
       const logger = makeLogger();
-      const config = requireConfig(opts.config);
+      const config = await withStoredCredentials(requireConfig(opts.config), undefined, { logger });
       const engine = new Engine(config, { logger, onRequest: requestLog(logger), stateDir: false });
       try {
         const reports = await Promise.all(Object.keys(config.registries).map((name) => engine.provider(name).check({ probeRepository: opts.probeRepository })));
@@ -222,8 +240,10 @@ export function buildProgram(run: { code: number }): Command {
     .argument('<dst>', 'destination reference (the tag defaults to the source tag)')
     .option('-c, --config <file>', 'config file for credentials and transfer settings')
     .addOption(outputOption())
+    .option('--src-creds <user:password>', 'log in to the source with these (default: the config, then docker/podman credential files and helpers)')
+    .option('--dest-creds <user:password>', 'log in to the destination with these')
     .option('-q, --quiet', 'no progress display (TTY) or progress log lines')
-    .action(async (src: string, dst: string, opts: GlobalOptions) => {
+    .action(async (src: string, dst: string, opts: GlobalOptions & { srcCreds?: string; destCreds?: string }) => {
       const progress = new ProgressDisplay({ mode: progressMode({ quiet: opts.quiet, isTTY: process.stderr.isTTY }) });
       const logger = makeLogger(progress);
       const base = opts.config ? loadOneShotConfig(opts.config) : parseConfig({ registries: {} }, '<command line>');
@@ -231,7 +251,13 @@ export function buildProgram(run: { code: number }): Command {
       const to = resolveRef(dst, { registries: from.registries });
       if (!/[:@]/.test(dst.split('/').pop() ?? '')) to.ref.reference = from.ref.reference;
       // Not validated again: `base` is, and resolveRef's ad-hoc registries are named by host[:port].
-      const config: FerryConfig = { ...base, registries: to.registries, rules: [] };
+      let config: FerryConfig = { ...base, registries: { ...to.registries }, rules: [] };
+      const given: [string, { username: string; password: string } | undefined][] = [
+        [from.ref.registry, parseCreds(opts.srcCreds, '--src-creds')],
+        [to.ref.registry, parseCreds(opts.destCreds, '--dest-creds')],
+      ];
+      for (const [name, creds] of given) if (creds) config.registries[name] = { ...config.registries[name]!, ...creds };
+      config = await withStoredCredentials(config, [from.ref.registry, to.ref.registry], { logger });
       const engine = new Engine(config, { logger, onRequest: requestLog(logger), stateDir: false });
       try {
         progress.start(engine.events, { rules: ['copy'], logger });
