@@ -4,7 +4,7 @@
 //   1. data set: ~16 repositories x 3 tags, shared base layers, ~600 MB unique (BENCH_SCALE), cached
 //   2. link: Ferry → WAN emulator (20 ms one way, 400 Mbit/s shared) → token-auth registry
 //   3. lower bound: the unique blobs streamed source → destination, 8 at a time, by a raw client
-//   4. Ferry full sync / rerun (+ peak RSS); skopeo sync --all full / rerun
+//   4. Ferry full sync / rerun (+ peak RSS); skopeo sync --all full / rerun; regsync once full / rerun
 //   5. memory: peak RSS while copying one 1 GiB layer
 //   6. bandwidth: transfer.bandwidth under a faster link, 5 s windows and the whole-run average
 //   7. resume: SIGKILL half-way, rerun; bytes of both runs / one clean run; destination identical
@@ -22,6 +22,7 @@ import { type Destination, type LinkOptions, startDestination, startSource } fro
 import { runChild } from './proc.js';
 import type { RawCopyJob, RawCopyResult } from './raw-copy.js';
 import { RawRegistry } from './raw.js';
+import { ensureRegsync, regsyncOnce, regsyncVersion } from './regsync.js';
 import { skopeoSync, skopeoVersion } from './skopeo.js';
 import { type Sample, analyseRate } from './windows.js';
 
@@ -100,6 +101,9 @@ async function main(): Promise<void> {
   if (!haveFerry) notes.push('dist/ is missing (run `npm run build`, or use `npm run bench`): Ferry measurements skipped');
   const skopeo = s.skipSkopeo ? undefined : skopeoVersion();
   if (!skopeo && !s.skipSkopeo) notes.push('skopeo is not installed (apt-get install -y skopeo): skopeo measurements skipped');
+  const regsyncBin = process.env.BENCH_SKIP_REGSYNC === '1' || !wants(s, 'regsync') ? undefined : ensureRegsync();
+  const regsync = regsyncBin ? regsyncVersion(regsyncBin) : undefined;
+  if (!regsyncBin && process.env.BENCH_SKIP_REGSYNC !== '1' && wants(s, 'regsync')) notes.push('regsync could not be built (no Go? see scripts/install-go-tools.mjs): regsync measurements skipped');
 
   // 1. data set (cached) ----------------------------------------------------------------------
   const slug = `${s.seed.replace(/[^A-Za-z0-9._-]/g, '_')}-x${s.scale}`;
@@ -196,7 +200,7 @@ async function main(): Promise<void> {
     // rerun with nothing to do: with the journal (normal), and without it (HEADs only) -------------
     let rerunMs: number | undefined;
     let coldRerunMs: number | undefined;
-    if (full && (wants(s, 'rerun') || wants(s, 'skopeo'))) {
+    if (full && (wants(s, 'rerun') || wants(s, 'skopeo') || wants(s, 'regsync'))) {
       const f = full;
       await phase('rerun', 'Ferry rerun', async () => {
         const before = f.dest.wan.bytesUp;
@@ -258,6 +262,31 @@ async function main(): Promise<void> {
       });
     } else if (rerunMs !== undefined) {
       rows.push({ id: 'rerun', measurement: 'Ferry rerun, nothing to do (journal)', value: sec(rerunMs), unit: 's', note: 'no skopeo to compare with' });
+    }
+
+    // regsync ------------------------------------------------------------------------------------
+    if (regsyncBin && wants(s, 'regsync')) {
+      await phase('regsync', 'regsync once', async () => {
+        const dest = await ctx.destination('regsync');
+        try {
+          log(`${regsync}: full sync of the source registry (type: registry, parallel ${s.concurrency})`);
+          const first = await regsyncOnce(regsyncBin, work, source.host, dest.host, s.concurrency);
+          const bytes = dest.wan.bytesUp;
+          log(`regsync full sync: ${sec(first.ms)} s, ${mb(bytes)} MB through the link, peak RSS ${mb(first.peakRss)} MB`);
+          const again = await regsyncOnce(regsyncBin, work, source.host, dest.host, s.concurrency);
+          log(`regsync rerun: ${sec(again.ms)} s`);
+          const problems = await compareDestination(dest.client(), ds, (r) => r);
+          details.regsync = { version: regsync, ms: first.ms, rerunMs: again.ms, bytesThroughLink: bytes, peakRss: first.peakRss, identical: problems.length === 0, differences: problems.slice(0, 5) };
+          if (problems.length) notes.push(`regsync's copy differs from the source (${problems.length} differences, e.g. ${problems[0]})`);
+          if (lowerBound) rows.push(ratioRow('regsync', `regsync once, full (type: registry, parallel ${s.concurrency})`, first.ms, { name: 'lower bound', ms: lowerBound.ms }, undefined, 'informative'));
+          if (full) rows.push(ratioRow('ferry-vs-regsync', 'Ferry full sync vs regsync full sync', full.run.ms, { name: 'regsync full', ms: first.ms }, undefined, 'informative'));
+          rows.push({ id: 'regsync-rss', measurement: 'regsync peak RSS during the full sync', value: mb(first.peakRss), unit: 'MB' });
+          rows.push({ id: 'regsync-rerun', measurement: 'regsync rerun, nothing to do', value: sec(again.ms), unit: 's' });
+          if (rerunMs !== undefined) rows.push(ratioRow('rerun-vs-regsync', 'Ferry rerun, nothing to do (journal) vs regsync rerun', rerunMs, { name: 'regsync rerun', ms: again.ms }, 1, '< 1x'));
+        } finally {
+          await dest.done();
+        }
+      });
     }
 
     // 7. resume ---------------------------------------------------------------------------------
@@ -605,6 +634,10 @@ function describeMachine(): Record<string, unknown> & { cpu: string; cores: numb
     node: process.version,
     registry: registry.stdout?.trim() || 'unknown',
     skopeo: skopeoVersion() ?? 'not installed',
+    regsync: (() => {
+      const bin = process.env.BENCH_SKIP_REGSYNC === '1' ? undefined : ensureRegsync();
+      return (bin && regsyncVersion(bin)) ?? 'not installed';
+    })(),
   };
 }
 

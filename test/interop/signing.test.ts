@@ -77,3 +77,38 @@ describe.each([
     expect((JSON.parse(sbom.stdout) as { artifactType?: string }).artifactType).toBe(SBOM_TYPE);
   });
 });
+
+describe('oras attach on a registry with the Referrers API -> Ferry -> distribution v3 (fallback tag)', () => {
+  it('lists the SBOM with its own artifactType at the destination, cosign verifies the signature', async () => {
+    const subject = buildImage({ layers: [2048] });
+    const from = 'api/signed';
+    await pushImage(withApi, from, 'v1', subject);
+    const ref = `${withApi.host}/${from}@${subject.digest}`;
+    await home.run('cosign', ['sign', '--key', 'cosign.key', '--tlog-upload=false', '--allow-insecure-registry', ref]);
+    const attached = await home.run('oras', ['attach', '--plain-http', '--artifact-type', SBOM_TYPE, ref, `sbom.spdx.json:${SBOM_TYPE}`]);
+    const digest = /Digest:\s*(sha256:[0-9a-f]{64})/.exec(attached.stdout)?.[1];
+
+    const { report, text } = await ferrySync(withApi, withoutApi, { rule: { filters: { repositories: [from] } } });
+    expect(report.rules[0]!.status, text).toBe('ok');
+    const dst = `${withoutApi.host}/${from}@${subject.digest}`;
+    await home.run('cosign', ['verify', '--key', 'cosign.pub', '--insecure-ignore-tlog', '--allow-insecure-registry', dst]);
+    expect(await discovered(dst)).toEqual([{ digest, artifactType: SBOM_TYPE }]);
+  });
+});
+
+describe('cosign signatures as OCI 1.1 referrers (--registry-referrers-mode=oci-1-1)', () => {
+  it.each([
+    ['distribution 2.8 (fallback tag) -> go-containerregistry (Referrers API)', () => source, () => withApi],
+    ['go-containerregistry (Referrers API) -> distribution v3 (fallback tag)', () => withApi, () => withoutApi],
+  ])('%s: cosign verify --experimental-oci11 passes after the copy', async (_name, from, to) => {
+    const subject = buildImage({ layers: [1024] });
+    const name = `oci11/signed-${from() === source ? 'a' : 'b'}`;
+    await pushImage(from(), name, 'v1', subject);
+    const env = { COSIGN_EXPERIMENTAL: '1' };
+    await home.run('cosign', ['sign', '--key', 'cosign.key', '--tlog-upload=false', '--allow-insecure-registry', '--registry-referrers-mode=oci-1-1', `${from().host}/${name}@${subject.digest}`], { env });
+    const { report, text } = await ferrySync(from(), to(), { rule: { filters: { repositories: [name] } } });
+    expect(report.rules[0]!.status, text).toBe('ok');
+    expect(report.rules[0]!.referrers, text).toBeGreaterThanOrEqual(1);
+    await home.run('cosign', ['verify', '--key', 'cosign.pub', '--insecure-ignore-tlog', '--allow-insecure-registry', '--experimental-oci11', `${to().host}/${name}@${subject.digest}`], { env });
+  });
+});
