@@ -139,13 +139,17 @@ export const transferSchema = z.strictObject({
   concurrency: z.number().int().positive().default(8),
   /** Bytes per second for the whole process; 0 = unlimited. */
   bandwidth: bandwidth.default(0),
-  /** 0 = monolithic PUT; otherwise PATCH chunks of this many bytes. */
-  chunkSize: size.default(0),
+  /**
+   * Absent: blobs of at least resumeThreshold go up resumably (PATCH chunks of 16 MiB, checkpointed),
+   * smaller ones in one PUT. 0: every blob in one PUT (no resume). > 0: every blob in PATCH chunks of
+   * this many bytes (Harbor's "copy by chunk").
+   */
+  chunkSize: size.optional(),
   retries: z.number().int().min(0).default(5),
   stateDir: z.string().default('.ferry'),
   /** State entries (blobs known at a destination) older than this are re-checked with a HEAD before being trusted (seconds, 0 = always trust). */
   journalMaxAge: z.number().int().min(0).default(7 * 24 * 3600),
-  /** Blobs at least this large get mid-blob resume when chunked uploads are on. */
+  /** Blobs at least this large are uploaded resumably (checkpointed chunks) unless chunkSize is 0. */
   resumeThreshold: size.default(64 * 1024 * 1024),
   /** Idle time allowed on one request before it is aborted (seconds). */
   requestTimeout: z.number().positive().default(120),

@@ -15,7 +15,7 @@ import { AuthError, UnreachableError } from '../registry/errors.js';
 import { ArtifactCopier, type ManifestHooks } from '../transfer/artifact-copier.js';
 import { BlobCopier, type UploadStrategy } from '../transfer/blob-copier.js';
 import { ChartMuseumCopier } from '../transfer/charts.js';
-import { ChunkedUpload } from '../transfer/chunked.js';
+import { ChunkedUpload, DEFAULT_RESUMABLE_CHUNK } from '../transfer/chunked.js';
 import { ReferrersCopier, defaultManifestHooks } from '../transfer/referrers.js';
 import { RuleStats, type TransferEvents } from '../transfer/stats.js';
 import { TokenBucket } from '../transfer/throttle.js';
@@ -116,9 +116,12 @@ export class Engine {
       logger: this.logger,
       uploadStrategy:
         opts.uploadStrategy ??
-        (config.transfer.chunkSize > 0
+        (config.transfer.chunkSize !== 0
           ? new ChunkedUpload({
-              chunkSize: config.transfer.chunkSize,
+              // Absent: only blobs of resumeThreshold and more are chunked (resumable), with a
+              // fallback to one PUT at a registry that refuses PATCH. Set: every blob, no fallback.
+              chunkSize: config.transfer.chunkSize ?? DEFAULT_RESUMABLE_CHUNK,
+              onlyResumable: config.transfer.chunkSize === undefined,
               resumeThreshold: config.transfer.resumeThreshold,
               state: this.state,
               processBucket: this.processBucket,

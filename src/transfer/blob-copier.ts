@@ -51,6 +51,10 @@ export interface UploadStrategy {
   hasCheckpoint?(job: BlobJob): Promise<boolean>;
   /** True when the strategy cancels (or keeps, to resume) its sessions itself on failure. */
   readonly ownsSession?: boolean;
+  /** Whether this blob goes through the strategy (default: every blob); else one monolithic PUT. */
+  handles?(job: BlobJob): boolean;
+  /** After `upload` failed with `err`: true to upload the blob again in one PUT (a registry refusing PATCH). */
+  fallBack?(job: BlobJob, err: unknown): boolean;
 }
 
 export interface VerifiedBody {
@@ -252,14 +256,22 @@ export class BlobCopier {
     job.stats.blobStarted(digest, size);
     try {
       const open = (start: number) => this.openVerified(job, start);
-      if (strategy) {
-        await strategy.upload(job, session.location, open, { minChunkLength: session.minChunkLength });
-      } else {
-        await this.uploadMonolithic(job, session.location, open);
+      const chunked = strategy !== undefined && (strategy.handles?.(job) ?? true);
+      try {
+        if (chunked) await strategy.upload(job, session.location, open, { minChunkLength: session.minChunkLength });
+        else await this.uploadMonolithic(job, session.location, open);
+      } catch (err) {
+        if (!chunked || !strategy.ownsSession) await cancelUpload(dst, repo, session.location);
+        if (!chunked || !strategy.fallBack?.(job, err)) throw err;
+        // The registry refused PATCH: the same blob in one PUT, in a session of its own.
+        const again = await startUpload(dst, repo);
+        if (!again.mounted) {
+          await this.uploadMonolithic(job, again.location, open).catch(async (e: unknown) => {
+            await cancelUpload(dst, repo, again.location);
+            throw e;
+          });
+        }
       }
-    } catch (err) {
-      if (!strategy?.ownsSession) await cancelUpload(dst, repo, session.location);
-      throw err;
     } finally {
       job.stats.blobEnded(digest);
     }

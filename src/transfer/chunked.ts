@@ -28,6 +28,12 @@ import { hashAlgorithm } from './verify.js';
 export interface ChunkedUploadOptions {
   /** transfer.chunkSize: the largest PATCH body. */
   chunkSize: number;
+  /**
+   * The default (transfer.chunkSize absent): only blobs of resumeThreshold and more are chunked, the
+   * others go in one PUT; and a registry that refuses PATCH gets one PUT per blob for the rest of the
+   * run (said once) instead of failing the blob.
+   */
+  onlyResumable?: boolean | undefined;
   /** transfer.resumeThreshold: blobs this large get checkpoints and mid-blob resume. */
   resumeThreshold: number;
   state: DestinationState;
@@ -78,6 +84,9 @@ interface ResumableState {
   fresh: boolean;
 }
 
+/** The chunk of resumable uploads when transfer.chunkSize is absent: one buffer of it per resumable upload in flight. */
+export const DEFAULT_RESUMABLE_CHUNK = 16 * 1024 * 1024;
+
 /** 64 MiB: the most a resumable chunk buffers unless transfer.chunkSize itself is larger. */
 export const MAX_BUFFERED_CHUNK = 64 * 1024 * 1024;
 
@@ -89,6 +98,8 @@ export class ChunkedUpload implements UploadStrategy {
   readonly ownsSession = true;
   private readonly sessions = new Map<string, MemoryCheckpoint>();
   private resumableInFlight = 0;
+  /** Destinations that refused PATCH this run (onlyResumable): their blobs go in one PUT. */
+  private readonly refused = new Set<string>();
 
   constructor(private readonly opts: ChunkedUploadOptions) {
     if (!(opts.chunkSize > 0)) throw new RangeError('ChunkedUpload needs transfer.chunkSize > 0');
@@ -96,6 +107,23 @@ export class ChunkedUpload implements UploadStrategy {
 
   isResumable(size: number): boolean {
     return size >= this.opts.resumeThreshold;
+  }
+
+  handles(job: BlobJob): boolean {
+    if (this.refused.has(job.destinationKey)) return false;
+    return !this.opts.onlyResumable || this.isResumable(job.descriptor.size);
+  }
+
+  fallBack(job: BlobJob, err: unknown): boolean {
+    if (!this.opts.onlyResumable || !(err instanceof ChunkedUploadRefusedError)) return false;
+    if (!this.refused.has(job.destinationKey)) {
+      this.refused.add(job.destinationKey);
+      this.opts.logger?.warn(
+        { registry: job.destination.name, repository: job.destinationRepository, status: err.status, code: err.code },
+        'the registry refuses chunked uploads (PATCH): its blobs go in one PUT for the rest of this run, without mid-blob resume',
+      );
+    }
+    return true;
   }
 
   /**
@@ -125,6 +153,7 @@ export class ChunkedUpload implements UploadStrategy {
   }
 
   async hasCheckpoint(job: BlobJob): Promise<boolean> {
+    if (this.opts.onlyResumable && !this.isResumable(job.descriptor.size)) return false;
     return this.sessions.has(sessionKey(job)) || (await this.opts.state.upload(job.destinationKey, job.destinationRepository, job.descriptor.digest)) !== undefined;
   }
 

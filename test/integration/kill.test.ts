@@ -186,6 +186,21 @@ describe('ferry sync interrupted', () => {
     await expectIdentical('abrupt', 'clean');
   }, 60_000);
 
+  it('with the default upload settings (no chunkSize), SIGTERM then rerun costs at most 1.05x the bytes of a clean run', async () => {
+    // Big blobs are resumable by default: the stop keeps the checkpoint, the rerun goes on from it.
+    const { file, stateDir } = writeConfig('defaults', { chunkSize: undefined, bandwidth: '2MB/s', gracePeriod: 0 });
+    const run = ferry('sync', '--config', file, '--output', 'json');
+    await waitFor(() => checkpoint(stateDir) >= BIG * 0.3, 30_000, `a third of the big layer (stderr: ${run.stderr().slice(-2000)})`);
+    run.child.kill('SIGTERM');
+    expect((await run.exit).code, run.stderr().slice(-3000)).toBe(143);
+    expect(checkpoint(stateDir)).toBeGreaterThan(0);
+    const rerun = ferry('sync', '--config', writeConfig('defaults', { chunkSize: undefined, stateDir, gracePeriod: 0 }).file, '--output', 'json');
+    expect((await rerun.exit).code, rerun.stderr().slice(-3000)).toBe(0);
+    await expectIdentical('defaults', 'clean');
+    expect(dst.bytesUp / cleanBytes).toBeLessThanOrEqual(1.05);
+    console.info(`default-resume SIGTERM test: both runs ${dst.bytesUp} B = ${((100 * dst.bytesUp) / cleanBytes).toFixed(1)}% of a clean run`);
+  }, 60_000);
+
   it('exits at once, with 130, on a second SIGINT', async () => {
     const { file, stateDir } = writeConfig('twice', { bandwidth: '2MB/s', gracePeriod: 60 });
     const run = ferry('sync', '--config', file, '--output', 'json');

@@ -1,5 +1,6 @@
 // Copy by chunk, mid-blob resume and the journal, against real registries (distribution 2.8) with
 // counting proxies in front of the source and the destination.
+import pino from 'pino';
 import { request } from 'undici';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { FerryConfig } from '../../src/config/schema.js';
@@ -158,6 +159,50 @@ describe('copy by chunk', () => {
     // One streamed PATCH carried the whole big layer (the minimum exceeds the blob).
     const patches = dst.requests.filter((r) => r.method === 'PATCH' && /\/blobs\/uploads\//.test(r.path));
     expect(patches.some((p) => p.headers['content-range'] === `0-${BIG - 1}`)).toBe(true);
+  });
+
+  it('with the defaults (no chunkSize), uploads blobs of resumeThreshold and more resumably, smaller ones in one PUT', async () => {
+    const engine = new Engine(config('c10', ['chunk/big'], { chunkSize: undefined, resumeThreshold: '256KiB' }), { stateDir: tempDir('ferry-default-resume-') });
+    const checkpointed: string[] = [];
+    const { state } = engine;
+    const checkpointUpload = state.checkpointUpload.bind(state);
+    state.checkpointUpload = async (reg, repo, d, loc, off) => {
+      checkpointed.push(d);
+      await checkpointUpload(reg, repo, d, loc, off);
+    };
+    try {
+      const report = await engine.sync();
+      expect(report.rules[0]!.artifacts.copied).toBe(1);
+      await expectSameImage('c10/chunk/big', '1', big);
+    } finally {
+      await engine.close();
+    }
+    expect(checkpointed).toContain(bigLayer().digest);
+    expect(checkpointed).not.toContain(big.config.digest);
+    const uploads = dst.requests.filter((r) => /\/v2\/c10\/.+\/blobs\/uploads\//.test(r.path));
+    // The big layer: one PATCH (16 MiB chunks > 1.5 MB) and an empty PUT; the config: one PUT with its bytes.
+    expect(uploads.filter((r) => r.method === 'PATCH')).toHaveLength(1);
+    expect(uploads.filter((r) => r.method === 'PUT')).toHaveLength(2);
+  });
+
+  it('with the defaults, a registry refusing PATCH gets each blob in one PUT for the rest of the run, said once', async () => {
+    dst.setFaults({ statusSequence: { match: /^PATCH /, statuses: Array(50).fill(405) } });
+    const lines: Record<string, unknown>[] = [];
+    const logger = pino({ level: 'warn' }, { write: (l: string) => lines.push(JSON.parse(l) as Record<string, unknown>) });
+    const engine = new Engine(config('c11', ['chunk/big', 'chunk/small'], { chunkSize: undefined, resumeThreshold: '100KiB' }), { stateDir: false, logger });
+    try {
+      const report = await engine.sync();
+      expect(report.rules[0]!.artifacts.copied).toBe(2);
+      expect(report.rules[0]!.artifacts.failed).toBe(0);
+      await expectSameImage('c11/chunk/big', '1', big);
+      await expectSameImage('c11/chunk/small', '1', small);
+    } finally {
+      await engine.close();
+    }
+    // At most one refused PATCH per blob already in flight (three big blobs, started together), then
+    // PUTs only: the refusal is remembered for the registry.
+    expect(dst.count(/^PATCH /)).toBeLessThanOrEqual(3);
+    expect(lines.filter((l) => /refuses chunked uploads/.test(String(l.msg)))).toHaveLength(1);
   });
 
   it('names transfer.chunkSize when the registry refuses chunked uploads, and commits nothing', async () => {
