@@ -52,7 +52,16 @@ export class SwrProvider extends GenericProvider {
 
   protected override async probeExtra(): Promise<Record<string, boolean | string>> {
     if (!this.namespaces) return { namespaceManagement: 'no credentials for organization management' };
-    return { namespaceManagement: await probe(() => this.namespaces!.describeNamespace('ferry-check')) };
+    const api = this.namespaces instanceof SwrApi ? this.namespaces : undefined;
+    return {
+      namespaceManagement: await probe(() => this.namespaces!.describeNamespace('ferry-check')),
+      // GET /v2/manage/repos (one page): what the bulk listing and inventory need.
+      tagInventory: api
+        ? await probe(async () => {
+            for await (const _ of api.listRepositories()) break;
+          })
+        : 'no AK/SK: tags are checked one by one',
+    };
   }
 }
 

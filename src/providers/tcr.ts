@@ -70,8 +70,15 @@ export class TcrProvider extends GenericProvider {
   readonly listTagInventory?: (repository: string, opts?: { signal?: AbortSignal }) => AsyncIterable<TagInventoryEntry>;
 
   protected override async probeExtra(): Promise<Record<string, boolean | string>> {
-    if (!this.api) return { namespaceManagement: 'no API keys: namespaces must exist' };
-    return { namespaceManagement: await probe(() => this.api!.describeNamespace('ferry-check')) };
+    if (!this.api) return { namespaceManagement: 'no API keys: namespaces must exist', tagInventory: 'no API keys: tags are checked one by one' };
+    const api = this.api;
+    return {
+      namespaceManagement: await probe(() => api.describeNamespace('ferry-check')),
+      // DescribeRepositories (one page): what the bulk listing and inventory need.
+      tagInventory: await probe(async () => {
+        for await (const _ of api.listRepositories()) break;
+      }),
+    };
   }
 }
 

@@ -148,3 +148,27 @@ describe('cloud stubs mirroring a real registry (for end-to-end reruns)', () => 
     }
   });
 });
+
+describe('ferry check', () => {
+  it('reports whether the bulk listing works with the configured keys', async () => {
+    const { startRegistry } = await import('../helpers/index.js');
+    const registry = await startRegistry({ auth: 'none' });
+    const make = (name: string, raw: Record<string, unknown>) => createProvider(name, registrySchema.parse({ url: registry.url, ...raw }), { transfer });
+    const list = [
+      make('t', { kind: 'tcr', tcr: { ...TC, apiEndpoint: tcr.url } }),
+      make('s', { kind: 'swr', swr: { ...HW, cloud: 'otc', apiEndpoint: swr.url, iamEndpoint: swr.url } }),
+      make('w', { kind: 'tcr', username: 'u', password: 'p', tcr: { ...TC, secretKey: 'wrong', apiEndpoint: tcr.url } }),
+      make('n', { kind: 'tcr', username: 'u', password: 'p' }),
+    ];
+    try {
+      const [t, s, w, n] = await Promise.all(list.map((p) => p.check()));
+      expect(t!.features.tagInventory).toBe(true);
+      expect(s!.features.tagInventory).toBe(true);
+      expect(w!.features.tagInventory).toMatch(/AuthFailure/);
+      expect(n!.features.tagInventory).toMatch(/no API keys/);
+    } finally {
+      await Promise.all(list.map((p) => p.close()));
+      await registry.stop();
+    }
+  });
+});
