@@ -3,8 +3,9 @@
 // networked implementation fits the same callers.
 //
 // Writes are queued and committed together, in one transaction, at the end of the current turn of the
-// event loop (or at once when 256 are queued); each write's Promise settles after that commit. A read
-// first commits what is queued, so it sees every earlier write.
+// event loop (or at once when 256 are queued); fsynced ones (below) are gathered for 50 ms. Each
+// write's Promise settles after its commit. A read first commits what is queued, so it sees every
+// earlier write.
 //
 // Durability. WAL with synchronous=NORMAL for the destination records (blobs, manifests, upload
 // checkpoints): a commit is in the WAL, in the OS page cache, when it returns, so a SIGKILL of Ferry
@@ -27,6 +28,8 @@ import type { PushedTag, Recorded, StateInfo, StateStore, StoredExecution, Uploa
 export const DB_FILE = 'ferry.db';
 
 const BATCH = 256;
+/** How long fsynced (synchronous=FULL) writes are gathered before their commit. */
+const FULL_DELAY_MS = 50;
 
 /** Open stores: a process.exit() (a second Ctrl-C) still commits what they have queued. */
 const open = new Set<SqliteState>();
@@ -51,7 +54,6 @@ type Durability = 'normal' | 'full';
 
 interface QueuedWrite {
   run: () => void;
-  durability: Durability;
   resolve: () => void;
   reject: (err: unknown) => void;
 }
@@ -61,8 +63,9 @@ export class SqliteState implements StateStore {
   readonly db: Database.Database;
   private readonly logger: Logger;
   private readonly lock: StateLock | undefined;
-  private readonly queue: QueuedWrite[] = [];
-  private scheduled: NodeJS.Immediate | undefined;
+  private readonly queues: Record<Durability, QueuedWrite[]> = { normal: [], full: [] };
+  private immediate: NodeJS.Immediate | undefined;
+  private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly s: ReturnType<typeof prepare>;
 
@@ -120,26 +123,41 @@ export class SqliteState implements StateStore {
     if (this.closed) return Promise.reject(new Error(`state ${this.info.location} is closed`));
     if (this.info.readOnly) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ run, durability, resolve, reject });
-      if (this.queue.length >= BATCH) this.commit();
-      else this.scheduled ??= setImmediate(() => this.commit());
+      const queue = this.queues[durability];
+      queue.push({ run, resolve, reject });
+      if (queue.length >= BATCH) this.commitQueue(durability);
+      else if (durability === 'normal') this.immediate ??= setImmediate(() => this.commitQueue('normal'));
+      // fsynced commits are gathered for a moment: rule state recorded per artifact costs one fsync
+      // per FULL_DELAY_MS, not one per artifact.
+      else this.timer ??= setTimeout(() => this.commitQueue('full'), FULL_DELAY_MS);
     });
   }
 
-  /** Commits every queued write in one transaction and settles their Promises. */
+  /** Commits every queued write (both kinds) and settles their Promises. */
   private commit(): void {
-    if (this.scheduled) clearImmediate(this.scheduled);
-    this.scheduled = undefined;
-    if (!this.queue.length) return;
-    const batch = this.queue.splice(0);
-    const full = batch.some((w) => w.durability === 'full');
+    this.commitQueue('normal');
+    this.commitQueue('full');
+  }
+
+  /** Commits the queued writes of one durability in one transaction and settles their Promises. */
+  private commitQueue(durability: Durability): void {
+    if (durability === 'normal') {
+      if (this.immediate) clearImmediate(this.immediate);
+      this.immediate = undefined;
+    } else {
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    const batch = this.queues[durability].splice(0);
+    if (!batch.length) return;
+    const full = durability === 'full';
     if (full) this.db.pragma('synchronous = FULL');
     try {
       this.db.transaction(() => {
         for (const w of batch) w.run();
       })();
       for (const w of batch) w.resolve();
-    } catch (err) {
+    } catch {
       // One bad write must not take the others with it: replay them one by one.
       for (const w of batch) {
         try {
@@ -158,7 +176,7 @@ export class SqliteState implements StateStore {
   /** Reads see every write issued before them. */
   private read<T>(fn: () => T): Promise<T> {
     if (this.closed) return Promise.reject(new Error(`state ${this.info.location} is closed`));
-    if (this.queue.length) this.commit();
+    if (this.queues.normal.length || this.queues.full.length) this.commit();
     try {
       return Promise.resolve(fn());
     } catch (err) {
@@ -247,7 +265,7 @@ export class SqliteState implements StateStore {
   }
 
   async *pushed(rule: string, destination: string): AsyncIterable<PushedTag> {
-    if (this.queue.length) this.commit();
+    this.commit();
     if (this.boundTo(rule) !== destination) return;
     let after: [string, string] = ['', ''];
     for (;;) {

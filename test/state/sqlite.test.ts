@@ -107,6 +107,15 @@ describe('SqliteState', () => {
     await s.saveExecution({ id: 1, rule: 'r', status: 'ok', summary: {} });
     expect(seen).toEqual([1, 2, 2]); // NORMAL, FULL, FULL
     expect(s.db.pragma('synchronous', { simple: true })).toBe(1);
+    // Fsynced writes of consecutive turns (rule state recorded per artifact) share one commit.
+    seen.length = 0;
+    const writes: Promise<void>[] = [];
+    for (let i = 0; i < 5; i++) {
+      writes.push(s.recordPushed('r', 'd@h', [{ sourceRepository: 's/a', sourceTag: `t${i}`, repository: 'd/a', tag: `t${i}`, digest: 'sha256:m' }]));
+      await new Promise((r) => setImmediate(r));
+    }
+    await Promise.all(writes);
+    expect(seen).toEqual([2]);
     await s.close();
   });
 
