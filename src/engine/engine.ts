@@ -135,9 +135,10 @@ export class Engine {
     const referrers = new ReferrersCopier({ state: this.state, logger: this.logger });
     this.artifacts = new ArtifactCopier(this.blobs, this.state, this.logger, opts.hooks ?? defaultManifestHooks({ referrers, logger: this.logger }));
     this.charts = new ChartMuseumCopier({
+      blobs: this.blobs,
       state: this.state,
       logger: this.logger,
-      processBucket: this.processBucket,
+      chartUrl: (name, chart) => this.provider(name).chartArchiveUrl?.(chart),
       credentials: async (name) => (this.config.registries[name] ? staticCredentials(this.config.registries[name])() : undefined),
     });
     this.artifactQueue = new PQueue({ concurrency: config.transfer.artifactConcurrency });

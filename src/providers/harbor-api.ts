@@ -327,12 +327,19 @@ export class HarborApi {
    * kind chart, labels, push time = the version's `created`, and `chartMuseum` with the absolute
    * download URL. A 404 means the Harbor has no ChartMuseum (>= 2.8, or not installed): nothing.
    */
+  /**
+   * Where Harbor's ChartMuseum serves a chart version's .tgz: `chartrepo/<project>/charts/<name>-<version>.tgz`,
+   * or the version's own `urls[0]` (relative to `chartrepo/<project>/`, or absolute).
+   */
+  chartArchiveUrl(project: string, name: string, version: string, relative?: string): URL {
+    return new URL(relative ?? `charts/${encodeURIComponent(`${name}-${version}.tgz`)}`, this.url(`chartrepo/${encodeURIComponent(project)}/`));
+  }
+
   async *listChartMuseum(project: string, options: ChartMuseumOptions = {}): AsyncIterable<SourceArtifact> {
     const { signal } = options;
     const p = encodeURIComponent(project);
     const charts = await this.getJson<ChartInfoJson[]>(this.url(`api/chartrepo/${p}/charts`), { signal, notFound: 'undefined' });
     if (!Array.isArray(charts)) return;
-    const downloadBase = this.url(`chartrepo/${p}/`);
     for (const chart of charts) {
       if (!chart || typeof chart.name !== 'string') continue;
       const repository = `${project}/${chart.name}`;
@@ -346,7 +353,7 @@ export class HarborApi {
       for (const v of versions) {
         if (!v || typeof v.version !== 'string') continue;
         const relative = v.urls?.find((u) => typeof u === 'string' && u.length > 0) ?? `charts/${chart.name}-${v.version}.tgz`;
-        const url = new URL(relative, downloadBase).href;
+        const url = this.chartArchiveUrl(project, chart.name, v.version, relative).href;
         const tag = v.version.replace(/\+/g, '_');
         const created = harborTime(v.created);
         const chartMuseum: NonNullable<SourceArtifact['chartMuseum']> = { project, name: chart.name, version: v.version, url };

@@ -9,7 +9,7 @@ import { OncePerKey } from './cloud-http.js';
 import { GenericProvider, probe } from './generic.js';
 import type { HarborApi } from './harbor-api.js';
 import { validateHarborProject } from './names.js';
-import type { ListOptions, SourceArtifact, TagInventoryEntry } from './types.js';
+import type { ChartMuseumRef, ListOptions, SourceArtifact, TagInventoryEntry } from './types.js';
 
 export class HarborProvider extends GenericProvider {
   private readonly projects = new OncePerKey<void>();
@@ -45,6 +45,11 @@ export class HarborProvider extends GenericProvider {
     if (first.done) return;
     yield first.value;
     for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value;
+  }
+
+  /** The .tgz of a ChartMuseum chart version: the URL the listing gave, else Harbor's ChartMuseum layout (webhook events carry none). */
+  chartArchiveUrl(chart: ChartMuseumRef): URL {
+    return chart.url ? new URL(chart.url) : this.api.chartArchiveUrl(chart.project, chart.name, chart.version);
   }
 
   /** Tags with digests from the artifact listing (API v2.0, 100 artifacts a page), source or destination side. */

@@ -22,7 +22,16 @@ export interface SourceArtifact {
   /** Push time of the artifact itself (Harbor push_time). */
   pushedAt?: Date;
   /** Set for charts that live in a ChartMuseum repository rather than the OCI registry. */
-  chartMuseum?: { project: string; name: string; version: string; url?: string; provUrl?: string };
+  chartMuseum?: ChartMuseumRef;
+}
+
+/** A chart version in a ChartMuseum repository (Harbor <= 2.7), with its download URLs when the listing knows them. */
+export interface ChartMuseumRef {
+  project: string;
+  name: string;
+  version: string;
+  url?: string;
+  provUrl?: string;
 }
 
 export interface ListOptions {
@@ -68,6 +77,9 @@ export interface Provider {
 
   /** Everything the source holds, as artifacts with tags (Harbor: REST API; others: catalog + tags/list). */
   listArtifacts(options?: ListOptions): AsyncIterable<SourceArtifact>;
+
+  /** Where a ChartMuseum chart version's .tgz is downloaded (Harbor <= 2.7 only; others leave it undefined). */
+  chartArchiveUrl?(chart: ChartMuseumRef): URL;
 
   /**
    * Plan-time check of a destination repository name against the product's rules (depth, charset,

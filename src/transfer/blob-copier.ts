@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import PQueue from 'p-queue';
 import type { Logger } from 'pino';
-import type { RegistryClient } from '../registry/client.js';
+import type { BlobStream, RegistryClient } from '../registry/client.js';
 import { AuthError, DigestMismatchError, NotFoundError, RegistryError, UnreachableError } from '../registry/errors.js';
 import { isNetworkError } from '../http/dispatch.js';
 import { backoffMs } from '../http/retry.js';
@@ -18,8 +18,17 @@ import type { RuleStats } from './stats.js';
 import { type TokenBucket, throttled } from './throttle.js';
 import { DigestVerifier } from './verify.js';
 
+/**
+ * Where the queue reads a blob from: a source registry (RegistryClient), or content Ferry made itself
+ * (a ChartMuseum chart converted to an OCI chart) served the same way.
+ */
+export interface BlobSource {
+  readonly name: string;
+  getBlob(repository: string, digest: string, opts?: { start?: number; end?: number; signal?: AbortSignal | undefined; size?: number | undefined }): Promise<BlobStream>;
+}
+
 export interface BlobJob {
-  source: RegistryClient;
+  source: BlobSource;
   sourceRepository: string;
   destination: RegistryClient;
   /** Key of the destination registry in the state (name@host). */

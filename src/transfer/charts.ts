@@ -2,31 +2,35 @@
 // the archive (chart-archive.ts reads and checks it), convert it the way `helm push` stores charts
 // (helm-oci.ts, chart-metadata.ts), push. Deterministic: the same archive gives the same manifest
 // digest every time.
+import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { basicAuthorizer } from '../http/auth.js';
 import { readBody } from '../http/body.js';
 import type { HttpResponse } from '../http/types.js';
+import type { ChartMuseumRef } from '../providers/types.js';
 import type { Credentials } from '../registry/auth.js';
+import type { BlobStream } from '../registry/client.js';
 import { AuthError, BodyTooLargeError, NotFoundError, RegistryError } from '../registry/errors.js';
-import { type Descriptor, isValidTag } from '../registry/media-types.js';
-import { putMonolithic, startUpload } from '../registry/upload.js';
-import { type ArtifactContext, describeError } from './artifact-copier.js';
+import { isValidTag } from '../registry/media-types.js';
 import type { DestinationState } from '../state/types.js';
+import { type ArtifactContext, describeError } from './artifact-copier.js';
+import type { BlobCopier, BlobSource } from './blob-copier.js';
 import { readChartArchive } from './chart-archive.js';
 import { ChartError } from './chart-metadata.js';
-import { buildHelmOciChart, chartTag } from './helm-oci.js';
+import { type HelmOciChart, buildHelmOciChart, chartTag } from './helm-oci.js';
 import type { ArtifactResult } from './stats.js';
-import { type TokenBucket, takeAll } from './throttle.js';
 
 export const MAX_PROVENANCE_BYTES = 1024 * 1024;
 
 export interface ChartMuseumCopierOptions {
+  /** The blob queue every artifact's blobs go through (dedup, mounts, retries, throttling, state). */
+  blobs: BlobCopier;
   state?: DestinationState | undefined;
   logger?: Logger | undefined;
   /** Credentials of a source registry by its config name: sent (Basic) to the registry's own host only. */
   credentials?: ((registry: string) => Promise<Credentials | undefined>) | undefined;
-  /** The process-wide bandwidth bucket (uploads are throttled by it and the rule's). */
-  processBucket?: TokenBucket | undefined;
+  /** Where a chart version's .tgz is (the source provider knows its ChartMuseum layout: Harbor). */
+  chartUrl?: ((registry: string, chart: ChartMuseumRef) => URL | undefined) | undefined;
   maxChartBytes?: number | undefined;
 }
 
@@ -35,7 +39,7 @@ export interface ChartMuseumCopierOptions {
  * and records an ArtifactResult like ArtifactCopier.copy; a failure fails this chart only.
  */
 export class ChartMuseumCopier {
-  constructor(private readonly opts: ChartMuseumCopierOptions = {}) {}
+  constructor(private readonly opts: ChartMuseumCopierOptions) {}
 
   async copy(ctx: ArtifactContext): Promise<ArtifactResult> {
     const { item } = ctx;
@@ -52,9 +56,10 @@ export class ChartMuseumCopier {
     };
     try {
       if (!cm) throw new Error('not a ChartMuseum chart');
-      const url = cm.url ?? new URL(`chartrepo/${encodeURIComponent(cm.project)}/charts/${encodeURIComponent(`${cm.name}-${cm.version}.tgz`)}`, ctx.source.baseUrl).href;
+      const url = this.opts.chartUrl?.(ctx.source.name, cm) ?? (cm.url ? new URL(cm.url) : undefined);
+      if (!url) throw new ChartError(`registry ${ctx.source.name} has no ChartMuseum download URL for ${cm.name} ${cm.version}`);
       const creds = await this.opts.credentials?.(ctx.source.name);
-      const chart = await readChartArchive(await this.download(ctx, new URL(url), creds), { maxBytes: this.opts.maxChartBytes });
+      const chart = await readChartArchive(await this.download(ctx, url, creds), { maxBytes: this.opts.maxChartBytes });
       if (chart.metadata.name !== cm.name || chart.metadata.version !== cm.version) {
         throw new ChartError(`the archive holds ${String(chart.metadata.name)} ${String(chart.metadata.version)}, but ChartMuseum lists it as ${cm.name} ${cm.version}`);
       }
@@ -84,7 +89,7 @@ export class ChartMuseumCopier {
       }
       await ctx.prepareDestination?.(item.destinationRepository);
       const bytesBefore = ctx.stats.bytes;
-      for (const blob of [oci.config, ...oci.layers]) await this.pushBlob(ctx, blob.descriptor, blob.bytes);
+      await this.pushBlobs(ctx, oci);
       for (const tag of toPush) await ctx.destination.putManifest(item.destinationRepository, tag, oci.manifest, oci.mediaType);
       await this.opts.state?.recordManifest(ctx.destinationKey, item.destinationRepository, oci.digest);
       return this.finish(ctx, {
@@ -135,17 +140,47 @@ export class ChartMuseumCopier {
     throw new RegistryError(`${what} failed`, details);
   }
 
-  private async pushBlob(ctx: ArtifactContext, descriptor: Descriptor, bytes: Buffer): Promise<void> {
-    const repo = ctx.item.destinationRepository;
-    if (await ctx.destination.headBlob(repo, descriptor.digest)) {
-      ctx.stats.addBlob('skipped', descriptor.size);
-      return;
-    }
-    await takeAll([ctx.ruleBucket, this.opts.processBucket], bytes.length, ctx.signal);
-    const session = await startUpload(ctx.destination, repo);
-    if (session.mounted) return;
-    await putMonolithic(ctx.destination, repo, session.location, bytes, bytes.length, descriptor.digest, ctx.signal);
-    ctx.stats.addBytes(bytes.length);
-    ctx.stats.addBlob('uploaded', descriptor.size);
+  /**
+   * The chart's config, archive and provenance through the blob queue, like any artifact's blobs: the
+   * converted bytes are served to it from memory (ConvertedBlobs), so dedup, mounts, retries, bandwidth
+   * caps, digest verification and the state apply to charts too.
+   */
+  private async pushBlobs(ctx: ArtifactContext, oci: HelmOciChart): Promise<void> {
+    const blobs = [oci.config, ...oci.layers];
+    const source = new ConvertedBlobs(`${ctx.source.name} (ChartMuseum)`, new Map(blobs.map((b) => [b.descriptor.digest, b.bytes])));
+    const settled = await Promise.allSettled(
+      blobs.map((b) =>
+        this.opts.blobs.copy({
+          source,
+          sourceRepository: ctx.item.sourceRepository,
+          destination: ctx.destination,
+          destinationKey: ctx.destinationKey,
+          destinationRepository: ctx.item.destinationRepository,
+          descriptor: b.descriptor,
+          stats: ctx.stats,
+          ruleBucket: ctx.ruleBucket,
+          signal: ctx.signal,
+          stop: ctx.stop,
+        }),
+      ),
+    );
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+}
+
+/** Blobs Ferry made (a converted chart), served like a registry's: ranges included, for resumed uploads. */
+class ConvertedBlobs implements BlobSource {
+  constructor(
+    readonly name: string,
+    private readonly blobs: Map<string, Buffer>,
+  ) {}
+
+  async getBlob(repository: string, digest: string, opts: { start?: number; end?: number } = {}): Promise<BlobStream> {
+    const bytes = this.blobs.get(digest);
+    if (!bytes) throw new NotFoundError(`blob ${digest} is not part of the converted chart`, { registry: this.name, repository });
+    const start = Math.min(opts.start ?? 0, bytes.length);
+    const end = opts.end !== undefined ? Math.min(opts.end + 1, bytes.length) : bytes.length;
+    return { body: Readable.from([bytes.subarray(start, end)], { objectMode: false }), size: bytes.length, start };
   }
 }

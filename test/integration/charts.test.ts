@@ -236,6 +236,18 @@ describe('ChartMuseum charts (Harbor <= 2.7)', () => {
     expect(rule.artifacts.failed).toBe(2);
   });
 
+  it("pushes the converted blobs through the blob queue: a chart's blobs cross the wire once, other repositories mount them", async () => {
+    const cfg = config();
+    const rules = ['one', 'two'].map((ns) => ({ ...cfg.rules[0]!, name: `cm-${ns}`, destinationNamespace: `queue-${ns}`, filters: { kinds: ['chart'], repositories: ['library/demo'] } }));
+    const report = await run({ ...cfg, rules });
+    expect(report.totals.artifacts.copied).toBe(4);
+    // demo 0.1.0: config, chart, provenance; demo 1.0.0+build.5: config, chart. Each distinct blob is
+    // uploaded once; the other rule's repository mounts it (the old chart push uploaded it twice).
+    expect(report.totals.blobs.uploaded).toBe(5);
+    expect(report.totals.blobs.mounted).toBe(5);
+    for (const ns of ['one', 'two']) expect((await getManifest(destination, `queue-${ns}/library/demo`, '0.1.0'))?.mediaType).toBe(MT.ociManifest);
+  });
+
   it('reports a refused download for that chart only', async () => {
     harbor.inject(/^\/chartrepo\/library\/charts\/demo-0\.1\.0\.tgz$/, 403, { times: 5 });
     const cfg = config();
