@@ -109,3 +109,23 @@ describe('multi-platform images made by crane and regctl', () => {
     }
   });
 });
+
+describe('cosign sign --recursive on a multi-platform image', () => {
+  it('the kept children stay verifiable after a platform-filtered copy; the whole index after an unfiltered one', async () => {
+    await home.run('cosign', ['generate-key-pair']);
+    const src = `${source.host}/multi/app@${indexes.oci}`;
+    await home.run('cosign', ['sign', '--key', 'cosign.key', '--tlog-upload=false', '--allow-insecure-registry', '--recursive', src]);
+    const children = (JSON.parse(await crane('manifest', src)) as IndexDoc).manifests;
+    const arm = children.find((m) => m.platform?.architecture === 'arm64')!;
+
+    const verify = (ref: string) => home.run('cosign', ['verify', '--key', 'cosign.pub', '--insecure-ignore-tlog', '--allow-insecure-registry', ref]);
+    const plain = await ferrySync(source, destination, { rule: { filters: { repositories: ['multi/**'], tags: ['oci'] }, destinationNamespace: 'signed' } });
+    expect(plain.report.rules[0]!.status, plain.text).toBe('ok');
+    await verify(`${destination.host}/signed/multi/app@${indexes.oci}`);
+    for (const child of children) await verify(`${destination.host}/signed/multi/app@${child.digest}`);
+
+    const filtered = await ferrySync(source, destination, { rule: { filters: { repositories: ['multi/**'], tags: ['oci'] }, destinationNamespace: 'signed-arm', platforms: ['linux/arm64'] } });
+    expect(filtered.report.rules[0]!.status, filtered.text).toBe('ok');
+    await verify(`${destination.host}/signed-arm/multi/app@${arm.digest}`);
+  });
+});
