@@ -39,6 +39,7 @@ export { formatProgressLine, renderProgress } from './engine/progress.js';
 export { Engine, PreflightError, UnknownRuleError, type EngineOptions, type SyncOptions } from './engine/engine.js';
 export { type Shard, ShardError, parseShard, shardOf, shardFilter } from './plan/shard.js';
 export { RefError, type ImageRef } from './engine/refs.js';
+export { StateLockedError } from './state/types.js';
 
 // ---- the API
 
