@@ -1,4 +1,4 @@
-// argv → commands. Exit codes (DESIGN.md): 0 all copied or present, 1 some artifacts failed,
+// argv → commands. Exit codes (README.md, docs/operations.md): 0 all copied or present, 1 some artifacts failed,
 // 2 invalid config or arguments, 3 a registry could not be reached or refused the credentials.
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, ONE_SHOT_UNUSED_SECTIONS, loadConfig, parseConfig } from '../config/load.js';

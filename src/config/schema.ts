@@ -1,4 +1,4 @@
-// The configuration contract (DESIGN.md "Config"). Every object is strict: an unknown key is an error,
+// The configuration contract (documented in docs/configuration.md). Every object is strict: an unknown key is an error,
 // because a typo such as `overide: false` silently ignored would overwrite a customer's tags.
 import { z } from 'zod';
 import { parseBandwidth, parseSize } from './units.js';

@@ -1,4 +1,4 @@
-// The command-line contract (DESIGN.md, issue 2) through a real process against real registries:
+// The command-line contract (README.md, docs/operations.md "Signals and exit codes") through a real process against real registries:
 // exit codes 0 / 1 / 2 / 3, `--output json` = exactly one JSON document on stdout (logs on stderr),
 // `--dry-run` plans without writing, `--help`.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
