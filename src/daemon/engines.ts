@@ -9,9 +9,9 @@ import type { TransferEvents } from '../transfer/stats.js';
 
 /**
  * What the daemon uses of an Engine (tests substitute fakes). `resetRunCaches` drops what one run
- * remembers (the blob copier's dedup maps, registry tokens); the pool calls it whenever no run is using
- * the engine, so a long-lived daemon does not grow them without end. Optional: the caches' owners
- * implement it on Engine.
+ * remembers (the blob copier's dedup maps); the pool calls it, and clears the registry clients'
+ * tokens, whenever no run is using the engine, so a long-lived daemon does not grow them without end.
+ * Optional: the caches' owner implements it on Engine.
  */
 export type EngineLike = Pick<Engine, 'config' | 'sync' | 'plan' | 'provider' | 'state' | 'setBandwidth' | 'preflight' | 'close'> & {
   resetRunCaches?: () => void;
@@ -100,8 +100,11 @@ export class EnginePool {
   }
 
   private resetCaches(slot: Slot): void {
+    const engine = slot.engine;
     try {
-      slot.engine.resetRunCaches?.();
+      engine.resetRunCaches?.();
+      // Registry tokens too (the request layer also bounds them): the next run asks for fresh ones.
+      for (const name of new Set(engine.config.rules.flatMap((r) => [r.source, r.destination]))) engine.provider(name).client.clearTokens();
     } catch (err) {
       this.logger.warn({ err: (err as Error).message }, 'resetting the engine caches failed');
     }

@@ -173,6 +173,8 @@ describe('runner', () => {
   it('gives runs fresh caches: the engine drops them whenever no run is using it', async () => {
     const { daemon, fakes } = await start();
     const engine = fakes.current();
+    const tokenClears: string[] = [];
+    engine.provider = ((name: string) => ({ client: { clearTokens: () => tokenClears.push(name) } })) as unknown as typeof engine.provider;
     daemon.trigger('r', manual(), full);
     daemon.trigger('other', manual(), full);
     await engine.nextRun(1);
@@ -180,9 +182,12 @@ describe('runner', () => {
     await eventually(() => daemon.runner.running === 1);
     // Overlapping runs share them (a blob one copied is not sent again by the other).
     expect(engine.cacheResets).toBe(0);
+    expect(tokenClears).toEqual([]);
     engine.runs[1]!.finish();
     await eventually(() => daemon.runner.running === 0);
     expect(engine.cacheResets).toBe(1);
+    // And every registry client the rules use drops its tokens.
+    expect(tokenClears.sort()).toEqual(['dst', 'src']);
     daemon.trigger('r', manual(), full);
     (await engine.nextRun(2)).finish();
     await eventually(() => engine.cacheResets === 2);
