@@ -10,6 +10,7 @@ import type { FerryConfig, FerryConfigInput } from './config/schema.js';
 import { parseBandwidth } from './config/units.js';
 import { copyRef } from './engine/copy-ref.js';
 import { Engine } from './engine/engine.js';
+import { type Difference, type VerifyReport, verifyRules } from './engine/verify.js';
 import type { SyncReport } from './engine/report.js';
 import { createLogger, silentLogger } from './log.js';
 import { type Shard, parseShard, shardFilter } from './plan/shard.js';
@@ -33,6 +34,7 @@ export { ConfigError, loadConfig, parseConfig } from './config/load.js';
 export { parseBandwidth, parseSize } from './config/units.js';
 export type { ArtifactCounts, PlannedCopy, RuleReport, SyncReport } from './engine/report.js';
 export { formatTextReport } from './engine/report.js';
+export type { Difference, DifferenceKind, VerifyReport, VerifyRuleReport } from './engine/verify.js';
 export type { ArtifactResult, ArtifactStatus, BlobCounts, TransferEvents } from './transfer/stats.js';
 export type { ActiveBlob, ProgressSnapshot, RuleProgress } from './engine/progress.js';
 export { formatProgressLine, renderProgress } from './engine/progress.js';
@@ -64,6 +66,14 @@ export interface RunOptions {
   /** Only this shard's repositories: `{ index, count }` or "i/n" (0-based i), like `ferry sync --shard`. */
   shard?: Shard | string | undefined;
   /** Keep only some source repositories (combined with the rules' filters and the shard). */
+  repositoryFilter?: ((sourceRepository: string) => boolean) | undefined;
+}
+
+export interface VerifyCallOptions {
+  signal?: AbortSignal | undefined;
+  /** Called with each difference as soon as it is found (the report keeps the first 1000 per rule). */
+  onDifference?: ((difference: Difference) => void) | undefined;
+  shard?: Shard | string | undefined;
   repositoryFilter?: ((sourceRepository: string) => boolean) | undefined;
 }
 
@@ -124,6 +134,12 @@ export interface Ferry {
    * The destination tag defaults to the source's.
    */
   copy(source: string | ImageRef, destination: string | ImageRef, options?: CopyOptions): Promise<SyncReport>;
+  /**
+   * Compares the destination with the source for every artifact the rules select (default: every
+   * enabled rule), like `ferry verify --output json`: tags at the same digest, children of indexes,
+   * blobs, referrers. Reads only. Rejects like `sync` (UnknownRuleError, PreflightError).
+   */
+  verify(rules?: string | string[], options?: VerifyCallOptions): Promise<VerifyReport>;
   /** Changes the bandwidth cap for running and future copies: "200Mbps", "25MB/s", bytes/s, 0 = unlimited. Per rule when `rule` is given. */
   setBandwidth(bandwidth: string | number, rule?: string): void;
   /** The current run's counters (undefined when nothing ran yet). */
@@ -223,6 +239,12 @@ export function createFerry(config: FerryConfigInput | string, options: FerryOpt
         if (!to.registries[ref.registry]) throw new RefError(`unknown registry "${ref.registry}" (defined: ${Object.keys(parsed.registries).join(', ') || 'none'})`);
       }
       return run('copy', ['copy'], () => copyRef(engine, from.ref, to.ref, { registries: to.registries, override: opts.override, signal: opts.signal }));
+    },
+
+    async verify(rules, opts = {}) {
+      assertOpen();
+      const selected = engine.selectRules(toList(rules));
+      return verifyRules(engine, selected, { signal: opts.signal, onDifference: opts.onDifference, repositoryFilter: combineFilters(opts.shard, opts.repositoryFilter) });
     },
 
     setBandwidth(bandwidth, rule) {

@@ -8,6 +8,7 @@ import { copyRef } from '../engine/copy-ref.js';
 import { type SyncReport, formatTextReport } from '../engine/report.js';
 import { type Logger, LogOptionError, createLogger, parseLogFormat, parseLogLevel } from '../log.js';
 import { FERRY_VERSION } from '../version.js';
+import { formatDifference, formatVerifyText, verifyRules } from '../engine/verify.js';
 import { withStoredCredentials } from '../config/docker-credentials.js';
 import type { RequestObserver } from '../http/observe.js';
 import { ShardError, formatShard, resolveShard, shardFilter } from '../plan/shard.js';
@@ -264,6 +265,35 @@ export function buildProgram(run: { code: number }): Command {
         const report = await copyRef(engine, from.ref, to.ref).finally(() => progress.stop());
         printReport(report, opts.output);
         run.code = exitFor(report);
+      } finally {
+        await engine.close();
+      }
+    });
+
+  program
+    .command('verify')
+    .description('compare each destination with its source for every artifact the rules select: tags, digests, children, blobs, referrers (reads only)')
+    .option('-c, --config <file>', 'config file (YAML)')
+    .option('-r, --rule <name>', 'verify only this rule (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .addOption(outputOption())
+    .option('--shard <i/n>', 'verify only shard i of n (0-based), as `sync --shard` copies it; or FERRY_SHARD=i/n')
+    .option('--shards <n>', 'split into n shards, index from JOB_COMPLETION_INDEX or FERRY_SHARD')
+    .action(async (opts: GlobalOptions & { rule: string[]; shard?: string; shards?: string }) => {
+      const shard = resolveShard({ shard: opts.shard, shards: opts.shards });
+      const logger = makeLogger();
+      const loaded = requireConfig(opts.config);
+      const config = await withStoredCredentials(loaded, registriesOfRules(loaded, opts.rule), { logger });
+      // No state directory: verify writes nothing anywhere.
+      const engine = new Engine(config, { logger, onRequest: requestLog(logger), stateDir: false });
+      try {
+        const rules = engine.selectRules(opts.rule);
+        const report = await verifyRules(engine, rules, {
+          repositoryFilter: shard ? shardFilter(shard) : undefined,
+          // Text: each difference as soon as it is found (an audit of a big registry takes a while).
+          onDifference: opts.output === 'text' ? (d) => write(`${formatDifference(d)}\n`) : undefined,
+        });
+        write(opts.output === 'json' ? `${JSON.stringify(report, null, 2)}\n` : formatVerifyText(report));
+        run.code = report.status === 'match' ? ExitCode.ok : ExitCode.partial;
       } finally {
         await engine.close();
       }
