@@ -192,6 +192,15 @@ export class RawRegistry {
     return { bytes, mediaType: header(res.headers, 'content-type') ?? '', digest: header(res.headers, 'docker-content-digest') ?? sha256(bytes) };
   }
 
+  /** HEAD of a manifest: its digest, or null when the tag is absent. */
+  async headManifest(repo: string, ref: string): Promise<string | null> {
+    const res = await this.send('HEAD', `/v2/${repo}/manifests/${ref}`, `repository:${repo}:pull`, { headers: { accept: ACCEPT_MANIFESTS } });
+    await res.body.dump();
+    if (res.statusCode === 404) return null;
+    if (res.statusCode !== 200) throw new HttpError(`HEAD manifest ${repo}:${ref}`, res.statusCode, '');
+    return header(res.headers, 'docker-content-digest') ?? null;
+  }
+
   async tags(repo: string): Promise<string[]> {
     const res = await this.send('GET', `/v2/${repo}/tags/list?n=1000`, `repository:${repo}:pull`);
     const text = await res.body.text();

@@ -23,6 +23,7 @@ import { runChild } from './proc.js';
 import type { RawCopyJob, RawCopyResult } from './raw-copy.js';
 import { RawRegistry } from './raw.js';
 import { ensureRegsync, regsyncOnce, regsyncVersion } from './regsync.js';
+import { runScaleScenario } from './scale.js';
 import { skopeoSync, skopeoVersion } from './skopeo.js';
 import { type Sample, analyseRate } from './windows.js';
 
@@ -99,6 +100,16 @@ async function main(): Promise<void> {
   if (logDir) mkdirSync(logDir, { recursive: true });
   const haveFerry = ferryBuilt();
   if (!haveFerry) notes.push('dist/ is missing (run `npm run build`, or use `npm run bench`): Ferry measurements skipped');
+  if (s.only.size > 0 && [...s.only].every((x) => x === 'scale')) {
+    // The scale scenario alone (BENCH_ONLY=scale): no need for the big data set.
+    try {
+      if (haveFerry) await phase('scale', 'scale scenario', () => runScaleScenario(s, link, work, { rows, details, notes, log }));
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+    writeResults(s, machine, 'scale');
+    return;
+  }
   const skopeo = s.skipSkopeo ? undefined : skopeoVersion();
   if (!skopeo && !s.skipSkopeo) notes.push('skopeo is not installed (apt-get install -y skopeo): skopeo measurements skipped');
   const regsyncBin = process.env.BENCH_SKIP_REGSYNC === '1' || !wants(s, 'regsync') ? undefined : ensureRegsync();
@@ -324,6 +335,10 @@ async function main(): Promise<void> {
     if (haveFerry && wants(s, 'memory')) {
       await phase('memory', `Ferry peak RSS copying one ${Math.round(s.bigLayerBytes / MiB)} MiB layer`, () => measureMemory(ctx, full?.run.peakRss));
     }
+    // 8. scale: catalogs of small images against the minimal client ---------------------------------
+    if (haveFerry && wants(s, 'scale')) {
+      await phase('scale', 'scale scenario', () => runScaleScenario(s, link, work, { rows, details, notes, log }));
+    }
   } finally {
     for (const k of keep) await k().catch(() => undefined);
     await sourceClient.close();
@@ -331,13 +346,17 @@ async function main(): Promise<void> {
     rmSync(work, { recursive: true, force: true });
   }
 
-  // summary --------------------------------------------------------------------------------------
+  writeResults(s, machine, s.scale === 1 ? '' : `scale${s.scale}`);
+}
+
+/** Prints the table and writes bench/results/<date>[-suffix].json. */
+function writeResults(s: BenchSettings, machine: Record<string, unknown>, suffix: string): void {
   process.stdout.write(`\n${formatTable(rows)}\n`);
   for (const n of notes) process.stdout.write(`note: ${n}\n`);
   const date = new Date();
   const resultsDir = resolve(s.resultsDir);
   mkdirSync(resultsDir, { recursive: true });
-  const file = join(resultsDir, `${date.toISOString().slice(0, 10)}${s.scale === 1 ? '' : `-scale${s.scale}`}.json`);
+  const file = join(resultsDir, `${date.toISOString().slice(0, 10)}${suffix ? `-${suffix}` : ''}.json`);
   writeFileSync(file, `${JSON.stringify({ date: date.toISOString(), commit: gitCommit(), settings: { ...s, only: [...s.only] }, machine, rows, notes, load, details }, null, 2)}\n`);
   process.stdout.write(`results written to ${file}\n`);
 }
