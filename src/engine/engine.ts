@@ -5,25 +5,31 @@ import PQueue from 'p-queue';
 import type { Logger } from 'pino';
 import type { FerryConfig, RegistryConfig, RuleConfig } from '../config/schema.js';
 import { silentLogger } from '../log.js';
-import { buildRulePlan } from '../plan/build.js';
-import { compileFilters } from '../plan/filters.js';
-import type { RulePlan, SourceArtifact, WorkItem } from '../plan/types.js';
+import { type RepositoryPlan, RulePlanner, findCollisions, groupByRepository, mappingIsInjective } from '../plan/build.js';
+import { type CompiledFilters, compileFilters } from '../plan/filters.js';
+import type { PlanProblem, RulePlan, SourceArtifact, WorkItem } from '../plan/types.js';
 import { createProvider, registryKey, staticCredentials } from '../providers/index.js';
 import type { Provider } from '../providers/types.js';
 import type { RequestObserver } from '../http/observe.js';
 import { AuthError, UnreachableError } from '../registry/errors.js';
-import { ArtifactCopier, type ManifestHooks } from '../transfer/artifact-copier.js';
+import { ArtifactCopier, type DestinationTags, type ManifestHooks } from '../transfer/artifact-copier.js';
 import { BlobCopier, type UploadStrategy } from '../transfer/blob-copier.js';
 import { ChartMuseumCopier } from '../transfer/charts.js';
 import { ChunkedUpload, DEFAULT_RESUMABLE_CHUNK } from '../transfer/chunked.js';
 import { ReferrersCopier, defaultManifestHooks } from '../transfer/referrers.js';
-import { RuleStats, type TransferEvents } from '../transfer/stats.js';
+import { type ArtifactResult, RuleStats, type TransferEvents } from '../transfer/stats.js';
 import { TokenBucket } from '../transfer/throttle.js';
 import { openState } from '../state/index.js';
 import type { StateStore } from '../state/types.js';
+import type { RegistryClient } from '../registry/client.js';
+import { ArtifactLog } from './artifact-log.js';
+import { CopyPipeline } from './copy-pipeline.js';
 import { type RuleReport, type SyncReport, completePlannedReport, completeRuleReport, startRuleReport, summarize } from './report.js';
-import { inspectPlan } from './plan-details.js';
+import { PlanInspector } from './plan-details.js';
 import { deleteGoneTags, deletionCandidates, recordPushes } from './delete-remote.js';
+
+/** Plan problems a report lists (the count covers them all). */
+export const PROBLEMS_KEPT = 1000;
 
 /** A registry could not be reached or refused the credentials before anything was copied (exit 3). */
 export class PreflightError extends Error {
@@ -97,6 +103,9 @@ export class Engine {
   private readonly providers = new Map<string, Provider>();
   private readonly ruleBuckets = new Map<string, TokenBucket>();
   private readonly ownsState: boolean;
+  /** Where run logs go (undefined: in memory only, e.g. `ferry plan` and tests). */
+  private readonly stateDir: string | undefined;
+  private readonly filterCache = new Map<string, CompiledFilters>();
 
   constructor(config: FerryConfig, opts: EngineOptions = {}) {
     this.onRequest = opts.onRequest;
@@ -106,6 +115,7 @@ export class Engine {
     const stateDir = opts.readStateOnly ? opts.stateDir || config.transfer.stateDir : opts.stateDir === false ? undefined : (opts.stateDir ?? config.transfer.stateDir);
     this.state = opts.state ?? openState({ stateDir, readOnly: !!opts.readStateOnly, logger: this.logger });
     this.ownsState = !opts.state;
+    this.stateDir = opts.readStateOnly || opts.stateDir === false ? undefined : (opts.stateDir ?? config.transfer.stateDir);
     this.processBucket = new TokenBucket(config.transfer.bandwidth);
     this.blobs = new BlobCopier({
       concurrency: config.transfer.concurrency,
@@ -200,32 +210,66 @@ export class Engine {
     if (failures.length) throw new PreflightError(failures.sort((a, b) => a.registry.localeCompare(b.registry)));
   }
 
-  /** Lists the source and builds the rule's plan (no writes). */
-  async plan(rule: RuleConfig, opts: SyncOptions = {}): Promise<RulePlan> {
+  /**
+   * Lists the source and streams the rule's plan, one source repository at a time (no writes): the
+   * listing is read only as fast as the consumer takes repositories. A last entry with
+   * `sourceRepository: '*'` carries problems about the rule as a whole.
+   */
+  async *planRepositories(rule: RuleConfig, opts: SyncOptions = {}): AsyncGenerator<RepositoryPlan> {
     const source = this.provider(rule.source);
     const destination = this.provider(rule.destination);
     const filters = compileFilters(rule.filters);
-    const given = opts.artifacts?.(rule);
     const keepRepo = (repo: string) => filters.repositoryMatches(repo) && (opts.repositoryFilter?.(repo) ?? true);
-    const artifacts =
-      given ??
-      source.listArtifacts({
-        repositoryMayMatch: keepRepo,
-        includeChartMuseum: !rule.filters.kinds || rule.filters.kinds.includes('chart'),
-        signal: anySignal(opts.signal, opts.stop),
-      });
-    // A full listing (not a webhook's given artifacts) also tells which tags are gone from the source.
-    const listed = given ? undefined : new Set<string>();
-    const plan = await buildRulePlan(rule, filterRepos(artifacts, keepRepo, listed), {
+    const includeChartMuseum = !rule.filters.kinds || rule.filters.kinds.includes('chart');
+    const signal = anySignal(opts.signal, opts.stop);
+    const given = opts.artifacts?.(rule);
+    const givenList = Array.isArray(given) ? groupByRepository(given.filter((a) => keepRepo(a.repository))) : undefined;
+    let collisions: Map<string, string[]> | undefined;
+    if (!mappingIsInjective(rule)) {
+      // Names only: the listing asks whether each repository may match before listing its tags.
+      const names: string[] = [];
+      if (givenList) names.push(...new Set(givenList.map((a) => a.repository)));
+      else if (!given) {
+        for await (const _ of source.listArtifacts({ repositoryMayMatch: (repo) => (keepRepo(repo) && names.push(repo), false), includeChartMuseum, signal })) {
+          // nothing is listed: every repository was declined
+        }
+      }
+      if (names.length) collisions = await findCollisions(rule, names);
+    }
+    const planner = new RulePlanner(rule, {
       sourceRegistry: rule.source,
       destinationRegistry: rule.destination,
       validateDestination: (repo) => destination.validateDestination(repo),
+      collisions,
     });
+    const artifacts = givenList ?? given ?? source.listArtifacts({ repositoryMayMatch: keepRepo, includeChartMuseum, signal });
+    yield* planner.repositories(filterRepos(artifacts, keepRepo));
+    const ruleProblems = planner.ruleProblems();
+    if (ruleProblems.length) yield { sourceRepository: '*', items: [], problems: ruleProblems, listedTags: new Set() };
+  }
+
+  /** The whole plan of a rule at once (webhook events, API and tests; a full listing holds every item). */
+  async plan(rule: RuleConfig, opts: SyncOptions = {}): Promise<RulePlan> {
+    const plan: RulePlan = { rule: rule.name, items: [], problems: [], deletions: [] };
+    const full = !opts.artifacts?.(rule);
+    const listed = full ? new Set<string>() : undefined;
+    for await (const repo of this.planRepositories(rule, opts)) {
+      plan.items.push(...repo.items);
+      plan.problems.push(...repo.problems);
+      if (listed) for (const tag of repo.listedTags) listed.add(`${repo.sourceRepository}:${tag}`);
+    }
     if (listed) {
       plan.listed = listed;
-      plan.deletions = (await deletionCandidates(this.state, rule.name, registryKey(rule.destination, destination.config), listed, keepRepo)).delete;
+      plan.deletions = await this.deletionsFor(rule, listed, opts);
     }
     return plan;
+  }
+
+  private async deletionsFor(rule: RuleConfig, listed: Set<string>, opts: SyncOptions): Promise<RulePlan['deletions']> {
+    const destination = this.provider(rule.destination);
+    const filters = this.compiledFilters(rule);
+    const keepRepo = (repo: string) => filters.repositoryMatches(repo) && (opts.repositoryFilter?.(repo) ?? true);
+    return (await deletionCandidates(this.state, rule.name, registryKey(rule.destination, destination.config), listed, keepRepo)).delete;
   }
 
   /** Runs rules once: plan, then copy every planned artifact; one failure never stops the others. */
@@ -237,73 +281,176 @@ export class Engine {
     return summarize(reports, startedAt, !!opts.dryRun, !!opts.signal?.aborted || !!opts.stop?.aborted);
   }
 
+  /**
+   * One rule's run as a bounded pipeline: listing → filters → names → copies, one repository at a
+   * time, at most a few artifacts per copy slot queued ahead; the report keeps totals and a capped
+   * sample, the artifact log (state directory) every result.
+   */
   async runRule(rule: RuleConfig, opts: SyncOptions = {}): Promise<RuleReport> {
-    const startedMs = Date.now();
-    const stats = new RuleStats(rule.name, this.events);
+    const started = Date.now();
+    const dryRun = !!opts.dryRun;
+    const destination = this.provider(rule.destination);
+    const destinationKey = registryKey(rule.destination, destination.config);
+    const log = dryRun ? undefined : ArtifactLog.open(this.stateDir, rule.name, new Date(started));
+    // What the rule pushed per source tag (deleteRemote), recorded as results come in.
+    // What the rule pushed per source tag (deleteRemote), written to the state in batches as results come.
+    const pushed: ArtifactResult[] = [];
+    let recording: Promise<void> = Promise.resolve();
+    const recordPushed = (): Promise<void> => {
+      const batch = pushed.splice(0);
+      if (batch.length) recording = recording.then(() => recordPushes(this.state, rule.name, destinationKey, batch));
+      return recording;
+    };
+    const stats = new RuleStats(rule.name, this.events, (result) => {
+      log?.write(result);
+      if (dryRun || result.status !== 'copied') return;
+      pushed.push(result);
+      if (pushed.length >= 256) recordPushed().catch(() => undefined);
+    });
     const report = startRuleReport(rule, stats);
+    const requestsBefore = this.requestCounts(rule);
+    let problemCount = 0;
+    const addProblems = (problems: PlanProblem[]) => {
+      problemCount += problems.length;
+      for (const p of problems) {
+        if (report.problems.length < PROBLEMS_KEPT) report.problems.push(p);
+        else report.problemsOmitted = (report.problemsOmitted ?? 0) + 1;
+      }
+    };
+    const full = !opts.artifacts?.(rule);
+    // deleteRemote needs every listed source tag (the rule state answers the rest).
+    const listed = full && rule.deleteRemote ? new Set<string>() : undefined;
+    const inspector = dryRun ? new PlanInspector(this.provider(rule.source).client, destination.client, rule.override) : undefined;
+    const copies = dryRun ? undefined : new CopyPipeline(2 * this.config.transfer.artifactConcurrency);
     try {
-      const plan = await this.plan(rule, opts);
-      report.problems = plan.problems;
-      report.artifacts.planned = plan.items.length;
-      this.events.emit('planned', rule.name, plan.items.length);
-      if (opts.dryRun) {
-        const inspection = await inspectPlan(plan.items, this.provider(rule.source).client, this.provider(rule.destination).client, rule.override);
-        completePlannedReport(report, rule, inspection, rule.deleteRemote ? plan.deletions : []);
+      for await (const repo of this.planRepositories(rule, opts)) {
+        addProblems(repo.problems);
+        if (listed) for (const tag of repo.listedTags) listed.add(`${repo.sourceRepository}:${tag}`);
+        if (!repo.items.length) continue;
+        report.artifacts.planned += repo.items.length;
+        this.events.emit('planned', rule.name, report.artifacts.planned);
+        if (inspector) await inspector.add(repo.items);
+        else if (copies) {
+          if (opts.signal?.aborted || opts.stop?.aborted) break;
+          const known = this.destinationTags(rule, repo.destinationRepository!, opts.signal);
+          const sourceTags = full && this.provider(rule.source).config.kind === 'registry' ? repo.listedTags : undefined;
+          for (const item of repo.items) await copies.add(() => this.copyItem(rule, item, stats, opts, known, sourceTags));
+        }
+      }
+      if (!report.artifacts.planned) this.events.emit('planned', rule.name, 0);
+      if (inspector) {
+        const inspection = await inspector.done();
+        completePlannedReport(report, rule, inspection, rule.deleteRemote && listed ? await this.deletionsFor(rule, listed, opts) : []);
       } else {
-        await this.execute(rule, plan.items, stats, opts.signal, opts.stop);
+        await copies!.done();
         const cancelled = !!opts.signal?.aborted || !!opts.stop?.aborted;
-        if (!cancelled) report.deleted = await this.recordAndDelete(rule, plan, stats);
-        completeRuleReport(report, stats, { cancelled, startedMs });
+        await recordPushed();
+        if (!cancelled && rule.deleteRemote && listed) {
+          const deletions = await this.deletionsFor(rule, listed, opts);
+          report.deleted = await deleteGoneTags(rule, { rule: rule.name, items: [], problems: [], deletions, listed }, this.state, destinationKey, destination, this.logger);
+        }
+        completeRuleReport(report, stats, { cancelled, startedMs: started, problems: problemCount });
       }
     } catch (err) {
+      await copies?.done().catch(() => undefined);
       this.logger.error({ rule: rule.name, err: (err as Error).message }, 'rule failed');
       report.status = 'failed';
       report.error = (err as Error).message;
     }
-    report.durationMs = Date.now() - startedMs;
+    if (log) {
+      const failed = await log.close();
+      report.artifactLog = log.file;
+      if (failed) this.logger.warn({ rule: rule.name, file: log.file, err: failed.message }, 'the artifact log could not be written completely');
+    }
+    const requests = this.requestCounts(rule, requestsBefore);
+    if (requests) report.requests = requests;
+    report.durationMs = Date.now() - started;
     return report;
   }
 
-  /** Remembers what the rule pushed per source tag, then applies deleteRemote (delete-remote.ts). */
-  private async recordAndDelete(rule: RuleConfig, plan: RulePlan, stats: RuleStats): Promise<RuleReport['deleted']> {
-    const destination = this.provider(rule.destination);
-    const destinationKey = registryKey(rule.destination, destination.config);
-    await recordPushes(this.state, rule.name, destinationKey, stats.artifacts);
-    const deleted = await deleteGoneTags(rule, plan, this.state, destinationKey, destination, this.logger);
-    return deleted;
+  /**
+   * Requests each registry of the rule received, by kind: with `since`, the difference (this run).
+   * Undefined when the request layer does not count.
+   */
+  private requestCounts(rule: RuleConfig, since?: Record<string, Record<string, number>>): Record<string, Record<string, number>> | undefined {
+    const out: Record<string, Record<string, number>> = {};
+    for (const name of new Set([rule.source, rule.destination])) {
+      const counts = requestCountsOf(this.provider(name).client);
+      if (!counts) return undefined;
+      const before = since?.[name] ?? {};
+      const diff: Record<string, number> = {};
+      for (const [kind, n] of Object.entries(counts)) if (n - (before[kind] ?? 0) > 0) diff[kind] = n - (before[kind] ?? 0);
+      out[name] = diff;
+    }
+    return out;
   }
 
-  private async execute(rule: RuleConfig, items: WorkItem[], stats: RuleStats, signal?: AbortSignal, stop?: AbortSignal): Promise<void> {
+  /**
+   * What the destination repository holds, asked once per repository and run: its tags (with
+   * digests where the product lists them in bulk), so a tag it lacks needs no HEAD and an empty
+   * repository no blob HEADs. Undefined (HEAD per tag) when the listing fails.
+   */
+  private destinationTags(rule: RuleConfig, repository: string, signal?: AbortSignal): Promise<DestinationTags | undefined> {
+    const provider = this.provider(rule.destination);
+    const known = (async (): Promise<DestinationTags | undefined> => {
+      try {
+        const tags = new Map<string, string | undefined>();
+        if (provider.listTagInventory) {
+          for await (const e of provider.listTagInventory(repository, signal ? { signal } : undefined)) tags.set(e.tag, e.digest);
+        } else {
+          for (const t of await provider.client.listTags(repository)) tags.set(t, undefined);
+        }
+        return { tags, empty: tags.size === 0 };
+      } catch (err) {
+        if (signal?.aborted) throw err;
+        this.logger.debug({ rule: rule.name, repository, err: (err as Error).message }, 'destination tags not listed; checking each tag');
+        return undefined;
+      }
+    })();
+    known.catch(() => undefined);
+    return known;
+  }
+
+  private async copyItem(rule: RuleConfig, item: WorkItem, stats: RuleStats, opts: SyncOptions, known: Promise<DestinationTags | undefined>, sourceTags: ReadonlySet<string> | undefined): Promise<void> {
+    const { signal, stop } = opts;
+    if (signal?.aborted || stop?.aborted) return;
     const source = this.provider(rule.source);
     const destination = this.provider(rule.destination);
-    const destinationKey = registryKey(rule.destination, destination.config);
-    const filters = compileFilters(rule.filters);
-    const ruleBucket = this.ruleBucket(rule);
-    await Promise.all(
-      items.map((item) =>
-        // No `signal` option to p-queue (it would reject at once while the copy runs on): a queued
-        // artifact checks stop/abort when its turn comes and is then left out of the report.
-        this.artifactQueue.add(async () => {
-          if (signal?.aborted || stop?.aborted) return;
-          await (item.chartMuseum ? this.charts : this.artifacts).copy({
-            item,
-            source: source.client,
-            destination: destination.client,
-            destinationKey,
-            override: rule.override,
-            stats,
-            ruleBucket,
-            signal,
-            stop,
-            kindAllowed: (kind) => filters.kindAllowed(kind),
-            prepareDestination: (repo) => destination.prepareDestination(repo),
-            platforms: rule.platforms,
-            copyReferrers: rule.copyReferrers,
-            ...conversionOptions(destination.config),
-          });
-        }),
-      ),
-    );
+    const filters = this.compiledFilters(rule);
+    await this.artifactQueue.add(async () => {
+      // No `signal` option to p-queue (it would reject at once while the copy runs on): a queued
+      // artifact checks stop/abort when its turn comes and is then left out of the report.
+      if (signal?.aborted || stop?.aborted) return;
+      await (item.chartMuseum ? this.charts : this.artifacts).copy({
+        item,
+        source: source.client,
+        destination: destination.client,
+        destinationKey: registryKey(rule.destination, destination.config),
+        override: rule.override,
+        stats,
+        ruleBucket: this.ruleBucket(rule),
+        signal,
+        stop,
+        kindAllowed: (kind) => filters.kindAllowed(kind),
+        prepareDestination: (repo) => destination.prepareDestination(repo),
+        platforms: rule.platforms,
+        copyReferrers: rule.copyReferrers,
+        destinationTags: known,
+        sourceTags,
+        ...conversionOptions(destination.config),
+      });
+    });
+  }
+
+  /** Forgets what this process learnt about destinations (the daemon calls it at the start of each run). */
+  resetRunCaches(): void {
+    this.blobs.resetCaches();
+  }
+
+  private compiledFilters(rule: RuleConfig): CompiledFilters {
+    let f = this.filterCache.get(rule.name);
+    if (!f) this.filterCache.set(rule.name, (f = compileFilters(rule.filters)));
+    return f;
   }
 
   /** Every rule gets a bucket (rate 0 = no rule cap), so setRuleBandwidth reaches transfers already running. */
@@ -331,16 +478,14 @@ export function conversionOptions(config: RegistryConfig): { convertToDocker: bo
   return { convertToDocker: false, ociRejectedHint: 'SWR may refuse OCI-format manifests: set swr.convertToDocker: true on this registry to convert them to Docker schema 2 (digests change)' };
 }
 
-async function* filterRepos(
-  artifacts: SourceArtifact[] | AsyncIterable<SourceArtifact>,
-  keep: (repo: string) => boolean,
-  listed?: Set<string>,
-): AsyncIterable<SourceArtifact> {
-  for await (const a of artifacts) {
-    if (!keep(a.repository)) continue;
-    for (const tag of a.tags) listed?.add(`${a.repository}:${tag}`);
-    yield a;
-  }
+async function* filterRepos(artifacts: SourceArtifact[] | AsyncIterable<SourceArtifact>, keep: (repo: string) => boolean): AsyncIterable<SourceArtifact> {
+  for await (const a of artifacts) if (keep(a.repository)) yield a;
+}
+
+/** The request layer's counts by kind, when it keeps them (duck-typed: the transport adds them). */
+function requestCountsOf(client: RegistryClient): Record<string, number> | undefined {
+  const c = client as unknown as { requestCounts?: () => Record<string, number> };
+  return typeof c.requestCounts === 'function' ? c.requestCounts() : undefined;
 }
 
 function anySignal(...signals: (AbortSignal | undefined)[]): AbortSignal | undefined {

@@ -37,10 +37,23 @@ export interface RuleReport {
   referrers: number;
   bytes: number;
   durationMs: number;
+  /**
+   * A sample of the results, bounded whatever the catalog size: every failure up to 1000, the other
+   * results up to 200; `itemsOmitted` counts what was left out, `artifactLog` has them all.
+   */
   items: ArtifactResult[];
+  itemsOmitted?: { failed: number; other: number } | undefined;
+  /** JSON Lines file in the state directory with one line per artifact of this run. */
+  artifactLog?: string | undefined;
+  /** Plan problems, the first 1000; `problemsOmitted` counts the rest. */
   problems: PlanProblem[];
+  problemsOmitted?: number | undefined;
   deleted: { repository: string; tag: string }[];
+  /** Dry run: the first 1000 planned copies; `planOmitted` counts the rest (the totals count all). */
   plan?: PlannedCopy[] | undefined;
+  planOmitted?: number | undefined;
+  /** Requests each registry received during this rule's run, by kind (when the request layer counts them). */
+  requests?: Record<string, Record<string, number>> | undefined;
   /** Dry run: distinct blobs the destination lacks and their bytes (an upper bound: some may be mounted). */
   planTotals?: { blobs: number; bytes: number } | undefined;
   error?: string | undefined;
@@ -79,13 +92,15 @@ export function startRuleReport(rule: { name: string; source: string; destinatio
  * Fills a rule's counts from its stats once its copies ended: plan problems count as failed artifacts;
  * the status is cancelled (stopped or aborted), partial (something failed) or ok.
  */
-export function completeRuleReport(report: RuleReport, stats: RuleStats, opts: { cancelled: boolean; startedMs: number }): RuleReport {
+export function completeRuleReport(report: RuleReport, stats: RuleStats, opts: { cancelled: boolean; startedMs: number; problems?: number | undefined }): RuleReport {
   report.artifacts.copied = stats.count('copied');
   report.artifacts.present = stats.count('present');
   report.artifacts.skipped = stats.count('skipped');
-  report.artifacts.failed = stats.count('failed') + report.problems.length;
+  // `problems` counts every plan problem (the report lists only the first ones).
+  report.artifacts.failed = stats.count('failed') + (opts.problems ?? report.problems.length);
   report.bytes = stats.bytes;
-  report.referrers = stats.artifacts.reduce((n, a) => n + (a.referrers ?? 0), 0);
+  report.referrers = stats.referrers;
+  if (stats.omitted.failed || stats.omitted.other) report.itemsOmitted = { ...stats.omitted };
   report.status = opts.cancelled ? 'cancelled' : report.artifacts.failed ? 'partial' : 'ok';
   report.durationMs = Date.now() - opts.startedMs;
   return report;
@@ -95,17 +110,25 @@ export function completeRuleReport(report: RuleReport, stats: RuleStats, opts: {
 export function completePlannedReport(
   report: RuleReport,
   rule: { source: string; destination: string },
-  inspection: { copies: PlannedCopy[]; blobs: number; bytes: number },
+  inspection: { copies: PlannedCopy[]; omitted?: number | undefined; blobs: number; bytes: number },
   deletions: readonly { repository: string; tag: string; sourceRepository?: string | undefined; sourceTag?: string | undefined }[],
 ): RuleReport {
   report.plan = inspection.copies;
+  if (inspection.omitted) report.planOmitted = inspection.omitted;
   report.planTotals = { blobs: inspection.blobs, bytes: inspection.bytes };
   for (const d of deletions) {
+    if (report.plan.length >= PLAN_LISTED) {
+      report.planOmitted = (report.planOmitted ?? 0) + 1;
+      continue;
+    }
     report.plan.push({ source: `${rule.source}/${d.sourceRepository}:${d.sourceTag}`, destination: `${rule.destination}/${d.repository}:${d.tag}`, tags: [d.tag], action: 'delete' });
   }
   report.status = 'planned';
   return report;
 }
+
+/** Planned copies (and deletions) a dry-run report lists; the totals count every one. */
+export const PLAN_LISTED = 1000;
 
 export function plannedCopy(item: WorkItem): PlannedCopy {
   // Source and destination tags carry the same names; untagged artifacts go by digest.
@@ -166,6 +189,7 @@ export function formatTextReport(report: SyncReport): string {
         const extra = p.error ? ` (${p.error})` : p.blobs ? ` (${p.blobs} blob(s), ${formatBytes(p.bytes ?? 0)})` : '';
         lines.push(`  ${p.action ? `${p.action.padEnd(8)} ` : ''}${p.source} -> ${p.destination}${extra}`);
       }
+      if (r.planOmitted) lines.push(`  ... and ${r.planOmitted} more planned cop${r.planOmitted === 1 ? 'y' : 'ies'} (not listed)`);
       const t = r.planTotals;
       lines.push(`  ${a.planned} artifact(s) planned${t ? `; ${t.blobs} blob(s) to move, ${formatBytes(t.bytes)} at most` : ''}`);
     } else {
@@ -177,10 +201,20 @@ export function formatTextReport(report: SyncReport): string {
       for (const d of r.deleted) lines.push(`  deleted ${d.repository}:${d.tag}`);
     }
     for (const p of r.problems) lines.push(`  problem: ${p.sourceRepository}${p.destinationRepository ? ` -> ${p.destinationRepository}` : ''}: ${p.message}`);
+    if (r.problemsOmitted) lines.push(`  ... and ${r.problemsOmitted} more problem(s)`);
     for (const i of r.items) {
       if (i.status === 'failed') lines.push(`  FAILED ${i.source} -> ${i.destination}: ${i.reason}`);
       else if (i.status === 'skipped') lines.push(`  skipped ${i.source}: ${i.reason}`);
       else if (i.destinationDigest) lines.push(`  note ${i.source}: destination digest ${i.destinationDigest} differs from source ${i.digest}`);
+    }
+    const om = r.itemsOmitted;
+    if (om && (om.failed || om.other)) lines.push(`  ... ${om.failed ? `${om.failed} more failure(s)` : ''}${om.failed && om.other ? ' and ' : ''}${om.other ? `${om.other} more result(s)` : ''} not shown${r.artifactLog ? ` (every artifact: ${r.artifactLog})` : ''}`);
+    else if (r.artifactLog && !report.dryRun) lines.push(`  every artifact: ${r.artifactLog}`);
+    if (r.requests) {
+      for (const [registry, kinds] of Object.entries(r.requests)) {
+        const n = Object.values(kinds).reduce((x, y) => x + y, 0);
+        lines.push(`  requests to ${registry}: ${n} (${Object.entries(kinds).map(([k, v]) => `${k} ${v}`).join(', ')})`);
+      }
     }
   }
   const t = report.totals;

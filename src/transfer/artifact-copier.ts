@@ -44,6 +44,24 @@ export interface ArtifactContext {
   platforms?: string[] | undefined;
   /** Rule `copyReferrers` (absent = true): copy signatures, attestations, SBOMs and other referrers. */
   copyReferrers?: boolean | undefined;
+  /**
+   * What the destination repository held when this run reached it (one tags/list or bulk inventory
+   * per repository): a tag it lacks needs no HEAD, a tag listed with a digest none, and an empty
+   * repository no blob HEADs. Undefined (or resolving undefined): HEAD per tag.
+   */
+  destinationTags?: Promise<DestinationTags | undefined> | undefined;
+  /** Every tag of the source repository (from the listing), so referrers discovery needs no tags/list. */
+  sourceTags?: ReadonlySet<string> | undefined;
+  /** Set by the copier: the destination repository had no tag when this run reached it (no HEADs inside). */
+  destinationEmpty?: boolean | undefined;
+}
+
+/** A destination repository's tags as listed at the start of its copies. */
+export interface DestinationTags {
+  /** tag → digest when the listing gives digests (bulk inventories), else undefined. */
+  tags: Map<string, string | undefined>;
+  /** No tag at all: the repository is new (or was emptied); nothing in it needs checking. */
+  empty: boolean;
 }
 
 /** OCI children converted to Docker: old digest → what is pushed instead. */
@@ -90,6 +108,14 @@ export class ArtifactCopier implements ContentCopier {
       kind: item.kind,
     };
     try {
+      const known = await ctx.destinationTags?.catch(() => undefined);
+      // A listing with digests (bulk inventory) that already shows every tag at the listed source
+      // digest: present, without a request at either side.
+      if (known && item.digest && item.tags.length && !ctx.convertToDocker && !ctx.platforms?.length && item.tags.every((t) => known.tags.get(t) === item.digest)) {
+        result.digest = item.digest;
+        const referrers = await this.hooks.afterPush?.(ctx, item.digest, this);
+        return this.finish(ctx, { ...result, status: 'present', referrers });
+      }
       const manifest = await ctx.source.getManifest(item.sourceRepository, item.sourceReference);
       result.digest = manifest.digest;
       const parsed = parseManifest(manifest.bytes, manifest.mediaType);
@@ -119,7 +145,7 @@ export class ArtifactCopier implements ContentCopier {
       let present = 0;
       const refs = item.tags.length ? item.tags : [target.digest];
       for (const ref of refs) {
-        const existing = await ctx.destination.headManifest(item.destinationRepository, ref, true);
+        const existing = await this.destinationManifest(ctx, known, ref);
         if (existing?.digest === target.digest) present++;
         else if (existing && !ctx.override && ref !== target.digest) kept.push(ref);
         else toPush.push(ref);
@@ -134,7 +160,7 @@ export class ArtifactCopier implements ContentCopier {
 
       await ctx.prepareDestination?.(item.destinationRepository);
       const bytesBefore = ctx.stats.bytes;
-      await this.copyContent(ctx, effective, converted);
+      await this.copyContent(known?.empty ? { ...ctx, destinationEmpty: true } : ctx, effective, converted);
       await this.pushManifest(ctx, effective, async () => {
         for (const ref of toPush) {
           await ctx.destination.putManifest(item.destinationRepository, ref, target.bytes, target.mediaType).catch((err: unknown) => {
@@ -166,6 +192,19 @@ export class ArtifactCopier implements ContentCopier {
       }
       return this.finish(ctx, { ...result, status: 'failed', reason: (err as Error).message, error: describeError(err) });
     }
+  }
+
+  /** The destination's manifest under `ref`: from the repository's listing when it answers, else a HEAD. */
+  private async destinationManifest(ctx: ArtifactContext, known: DestinationTags | undefined, ref: string): Promise<{ digest: string } | undefined> {
+    if (known) {
+      if (known.empty) return undefined;
+      if (!isDigestRef(ref)) {
+        if (!known.tags.has(ref)) return undefined;
+        const digest = known.tags.get(ref);
+        if (digest) return { digest };
+      }
+    }
+    return ctx.destination.headManifest(ctx.item.destinationRepository, ref, true);
   }
 
   private finish(ctx: ArtifactContext, result: ArtifactResult): ArtifactResult {
@@ -207,6 +246,7 @@ export class ArtifactCopier implements ContentCopier {
           ruleBucket: ctx.ruleBucket,
           signal: ctx.signal,
           stop: ctx.stop,
+          destinationEmpty: ctx.destinationEmpty,
         }),
       ),
     );
@@ -248,7 +288,7 @@ export class ArtifactCopier implements ContentCopier {
 
   private async copyConvertedChild(ctx: ArtifactContext, child: { digest: string; bytes: Buffer; mediaType: string; parsed: ParsedManifest }, walk: IndexWalk): Promise<void> {
     const repo = ctx.item.destinationRepository;
-    if (await ctx.destination.headManifest(repo, child.digest, true)) return;
+    if (!ctx.destinationEmpty && (await ctx.destination.headManifest(repo, child.digest, true))) return;
     await this.copyContent(ctx, child.parsed, undefined, walk);
     await this.pushManifest(ctx, child.parsed, () => ctx.destination.putManifest(repo, child.digest, child.bytes, child.mediaType));
     await this.state.recordManifest(ctx.destinationKey, repo, child.digest);
@@ -256,7 +296,7 @@ export class ArtifactCopier implements ContentCopier {
 
   private async copyChild(ctx: ArtifactContext, child: Descriptor, walk: IndexWalk): Promise<void> {
     const repo = ctx.item.destinationRepository;
-    if (await ctx.destination.headManifest(repo, child.digest, true)) {
+    if (!ctx.destinationEmpty && (await ctx.destination.headManifest(repo, child.digest, true))) {
       await this.state.recordManifest(ctx.destinationKey, repo, child.digest);
       return;
     }
@@ -342,6 +382,11 @@ function withOciHint(err: unknown, ctx: ArtifactContext, mediaType: string): unk
     detail: err.detail,
     cause: err,
   });
+}
+
+/** Tags cannot contain ':'; digests always do. */
+function isDigestRef(ref: string): boolean {
+  return ref.includes(':');
 }
 
 function uniqueByDigest(descriptors: Descriptor[]): Descriptor[] {

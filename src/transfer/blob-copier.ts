@@ -44,6 +44,11 @@ export interface BlobJob {
   stop?: AbortSignal | undefined;
   /** Set by the copier for each attempt: fires only when the per-blob deadline passes (not on stop/abort). */
   deadline?: AbortSignal | undefined;
+  /**
+   * The destination repository had no tag when this run reached it: no HEAD before the upload (the
+   * journal and this run's own record still skip what is there).
+   */
+  destinationEmpty?: boolean | undefined;
 }
 
 export type BlobOutcome = 'uploaded' | 'mounted' | 'skipped';
@@ -108,22 +113,68 @@ export class BlobTimeoutError extends Error {
   readonly retryable = true;
 }
 
+/** Blobs below this size are bound by requests (round trips), not bytes: they get their own, wider lane. */
+export const SMALL_BLOB_BYTES = 1024 * 1024;
+/** Small blobs in flight per `concurrency` slot (8 x 8 = 64 at the default). */
+export const SMALL_BLOBS_PER_SLOT = 8;
+/** Blobs whose destination repositories this run remembers (beyond: the journal answers). */
+export const LANDED_REMEMBERED = 50_000;
+/** Repositories remembered per blob (enough to mount from; the journal knows the rest). */
+const LANDED_REPOS_PER_BLOB = 16;
+
+/**
+ * A Map that forgets its least recently used entries beyond `max`: this run's knowledge is a cache in
+ * front of the journal, so a million-tag run holds a bounded window of it.
+ */
+class BoundedMap<K, V> {
+  private readonly map = new Map<K, V>();
+  constructor(private readonly max: number) {}
+  get(key: K): V | undefined {
+    const v = this.map.get(key);
+    if (v !== undefined) {
+      this.map.delete(key);
+      this.map.set(key, v);
+    }
+    return v;
+  }
+  set(key: K, value: V): void {
+    this.map.delete(key);
+    this.map.set(key, value);
+    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value as K);
+  }
+  clear(): void {
+    this.map.clear();
+  }
+  get size(): number {
+    return this.map.size;
+  }
+}
+
 export class BlobCopier {
+  /** Blob bodies of SMALL_BLOB_BYTES and more: `concurrency` at once (bandwidth-bound: the byte budget). */
   readonly queue: PQueue;
-  /** destKey|digest → first copy in this run */
+  /** Smaller blobs: SMALL_BLOBS_PER_SLOT x `concurrency` at once (latency-bound: the bound on requests). */
+  readonly smallQueue: PQueue;
+  /** destKey|digest → its copy in this run while it runs (later copies mount or skip after it). */
   private readonly firstCopy = new Map<string, Promise<unknown>>();
-  /** destKey|digest → repositories where this run saw or put the blob */
-  private readonly landed = new Map<string, Set<string>>();
+  /** destKey|digest → repositories where this run saw or put the blob (bounded, most recent). */
+  private readonly landed = new BoundedMap<string, Set<string>>(LANDED_REMEMBERED);
   /** destKey|digest|repository → the copy into that repository now in progress */
   private readonly inflight = new Map<string, Promise<BlobOutcome>>();
 
   constructor(private readonly opts: BlobCopierOptions) {
     this.queue = new PQueue({ concurrency: opts.concurrency });
+    this.smallQueue = new PQueue({ concurrency: opts.concurrency * SMALL_BLOBS_PER_SLOT });
   }
 
   /** Blobs being copied right now. */
   get active(): number {
-    return this.queue.pending;
+    return this.queue.pending + this.smallQueue.pending;
+  }
+
+  /** Forgets this process's knowledge of destinations (the journal keeps what is durable). */
+  resetCaches(): void {
+    this.landed.clear();
   }
 
   async copy(job: BlobJob): Promise<BlobOutcome> {
@@ -158,6 +209,7 @@ export class BlobCopier {
       return await run;
     } finally {
       if (this.inflight.get(repoKey) === run) this.inflight.delete(repoKey);
+      if (this.firstCopy.get(key) === run) this.firstCopy.delete(key);
     }
   }
 
@@ -170,14 +222,15 @@ export class BlobCopier {
   private async enqueue(job: BlobJob, key: string): Promise<BlobOutcome> {
     // No `signal` option: p-queue would reject at once while the copy runs on. A queued copy checks
     // for stop/abort when its turn comes; a running one sees `signal` itself.
-    const outcome = (await this.queue.add(() => {
+    const lane = job.descriptor.size >= 0 && job.descriptor.size < SMALL_BLOB_BYTES ? this.smallQueue : this.queue;
+    const outcome = (await lane.add(() => {
       if (job.signal?.aborted) throw job.signal.reason;
       if (job.stop?.aborted) throw new StoppedError(job.stop.reason);
       return this.process(job, key);
     })) as BlobOutcome;
     let set = this.landed.get(key);
     if (!set) this.landed.set(key, (set = new Set()));
-    set.add(job.destinationRepository);
+    if (set.size < LANDED_REPOS_PER_BLOB) set.add(job.destinationRepository);
     job.stats.addBlob(outcome, job.descriptor.size);
     return outcome;
   }
@@ -235,7 +288,7 @@ export class BlobCopier {
     const { digest, size } = job.descriptor;
     const dst = job.destination;
     const repo = job.destinationRepository;
-    if (await dst.headBlob(repo, digest)) {
+    if (!job.destinationEmpty && (await dst.headBlob(repo, digest))) {
       await state.recordBlob(job.destinationKey, repo, digest, size);
       return 'skipped';
     }

@@ -274,12 +274,16 @@ export class ReferrersCopier {
     return run;
   }
 
-  private sourceTags(ctx: ArtifactContext): Promise<Set<string>> {
+  private sourceTags(ctx: ArtifactContext): Promise<ReadonlySet<string>> {
+    // The listing's own tag list of the repository, when the engine passes it: no tags/list here.
+    if (ctx.sourceTags) return Promise.resolve(ctx.sourceTags);
     const run = this.run(ctx);
     const key = `${ctx.source.name}/${ctx.item.sourceRepository}`;
     let tags = run.tags.get(key);
     if (!tags) {
       tags = ctx.source.listTags(ctx.item.sourceRepository).then((list) => new Set(list));
+      // A window of repositories, not the catalog: listings come a repository at a time.
+      if (run.tags.size >= 256) run.tags.delete(run.tags.keys().next().value!);
       run.tags.set(key, tags);
       tags.catch(() => run.tags.delete(key));
     }

@@ -40,15 +40,32 @@ export interface TransferEvents {
   retry: [registry: string];
 }
 
+/** How many results a report keeps: every failure up to the first cap, the others up to the second. */
+export const REPORT_FAILURES_KEPT = 1000;
+export const REPORT_OTHERS_KEPT = 200;
+
+/**
+ * One rule's counters. Bounded whatever the catalog size: counts per status, and the results kept
+ * for the report (failures up to REPORT_FAILURES_KEPT, the rest up to REPORT_OTHERS_KEPT, with the
+ * number left out); every result also goes to `sink` (the run's JSON Lines file) when there is one.
+ */
 export class RuleStats {
   readonly blobs: BlobCounts = { uploaded: 0, mounted: 0, skipped: 0 };
   bytes = 0;
+  /** The results kept for the report (see the class comment); `omitted` counts the others. */
   readonly artifacts: ArtifactResult[] = [];
+  readonly omitted = { failed: 0, other: 0 };
   referrers = 0;
+  private readonly counts: Record<ArtifactStatus, number> = { copied: 0, present: 0, skipped: 0, failed: 0 };
+  private keptFailures = 0;
+  private keptOthers = 0;
 
   constructor(
     readonly rule: string,
     private readonly events?: EventEmitter<TransferEvents>,
+    /** Sees every result (the JSON Lines artifact log; deleteRemote's record of what was pushed). */
+    private readonly sink?: (result: ArtifactResult) => void,
+    private readonly caps = { failures: REPORT_FAILURES_KEPT, others: REPORT_OTHERS_KEPT },
   ) {}
 
   addBytes(n: number): void {
@@ -62,7 +79,14 @@ export class RuleStats {
   }
 
   addArtifact(result: ArtifactResult): void {
-    this.artifacts.push(result);
+    this.counts[result.status]++;
+    this.referrers += result.referrers ?? 0;
+    if (result.status === 'failed') {
+      if (this.keptFailures < this.caps.failures) (this.keptFailures++, this.artifacts.push(result));
+      else this.omitted.failed++;
+    } else if (this.keptOthers < this.caps.others) (this.keptOthers++, this.artifacts.push(result));
+    else this.omitted.other++;
+    this.sink?.(result);
     this.events?.emit('artifact', result, this.rule);
   }
 
@@ -75,6 +99,6 @@ export class RuleStats {
   }
 
   count(status: ArtifactStatus): number {
-    return this.artifacts.filter((a) => a.status === status).length;
+    return this.counts[status];
   }
 }
