@@ -247,6 +247,7 @@ export async function runScaleScenario(s: BenchSettings, link: LinkOptions, work
         const noopCounts = { source: source.front.take(), destination: dest.front.take() };
         sink.log(`scale ${label}: ferry no-op rerun ${sec(noop.ms)} s (${(n / (noop.ms / 1000)).toFixed(1)} tags/s), peak RSS ${mb(noop.peakRss)} MB; ${describeCounts(noopCounts.source, noopCounts.destination, n)}`);
         const problems = await checkDestination(dest.url, catalog);
+        sink.log(`scale ${label}: destination checked (${problems.length} problems)`);
         if (problems.length) sink.notes.push(`scale ${label}: Ferry's destination differs: ${problems.length} problems, e.g. ${problems.slice(0, 3).join('; ')}`);
         d.ferry = {
           plan: { ms: plan.ms, peakRss: plan.peakRss, requests: planCounts },
