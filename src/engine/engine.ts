@@ -242,8 +242,16 @@ export class Engine {
       validateDestination: (repo) => destination.validateDestination(repo),
       collisions,
     });
-    const artifacts = givenList ?? given ?? source.listArtifacts({ repositoryMayMatch: keepRepo, includeChartMuseum, signal });
-    yield* planner.repositories(filterRepos(artifacts, keepRepo));
+    // A repository the listing could not read is that repository's problem (#14), reported with the plan.
+    const unreadable: PlanProblem[] = [];
+    const onRepositoryProblem = (repository: string, message: string) => unreadable.push({ rule: rule.name, sourceRepository: repository, message });
+    const artifacts = givenList ?? given ?? source.listArtifacts({ repositoryMayMatch: keepRepo, includeChartMuseum, signal, onRepositoryProblem });
+    const drain = (): RepositoryPlan => ({ sourceRepository: unreadable[0]!.sourceRepository, items: [], problems: unreadable.splice(0), listedTags: new Set() });
+    for await (const repo of planner.repositories(filterRepos(artifacts, keepRepo))) {
+      yield repo;
+      if (unreadable.length) yield drain();
+    }
+    if (unreadable.length) yield drain();
     const ruleProblems = planner.ruleProblems();
     if (ruleProblems.length) yield { sourceRepository: '*', items: [], problems: ruleProblems, listedTags: new Set() };
   }

@@ -18,7 +18,19 @@ export class GenericProvider implements Provider {
     for await (const repository of this.client.catalog()) {
       if (options.signal?.aborted) return;
       if (options.repositoryMayMatch && !options.repositoryMayMatch(repository)) continue;
-      const tags = await this.client.listTags(repository);
+      // One repository's trouble is that repository's problem, never the whole listing's.
+      if (!isValidRepositoryName(repository)) {
+        options.onRepositoryProblem?.(repository, `the catalog lists "${repository}", which is not a valid repository name; skipped`);
+        continue;
+      }
+      let tags: string[];
+      try {
+        tags = await this.client.listTags(repository);
+      } catch (err) {
+        if (!(err instanceof RegistryError) || err instanceof UnreachableError || !isPerRepository(err)) throw err;
+        options.onRepositoryProblem?.(repository, `tags could not be listed: ${err.message}`);
+        continue;
+      }
       for (const tag of tags.sort()) yield { repository, tags: [tag] };
     }
   }
@@ -68,6 +80,15 @@ export class GenericProvider implements Provider {
   async close(): Promise<void> {
     await this.client.close();
   }
+}
+
+/**
+ * Errors that concern one repository (gone, refused for that one, its name refused): the listing goes
+ * on. Anything else (the registry unreachable, credentials refused everywhere) stops it.
+ */
+function isPerRepository(err: RegistryError): boolean {
+  if (err instanceof AuthError) return err.status === 403;
+  return err.status === 404 || err.status === 403 || err.status === 400 || err.code === 'NAME_UNKNOWN' || err.code === 'NAME_INVALID';
 }
 
 /** Runs a probe: true when it works, false when the registry refused, the reason otherwise. */

@@ -40,6 +40,12 @@ export interface ListOptions {
   /** Charts from ChartMuseum too (Harbor <= 2.7), when the rule's kinds include chart. */
   includeChartMuseum?: boolean;
   signal?: AbortSignal;
+  /**
+   * A repository the listing could not read (deleted between the catalog and its tags, a name the
+   * catalog gave that is not a valid repository name, access refused to that one repository): the
+   * listing reports it here and goes on with the others; the plan reports it for that repository.
+   */
+  onRepositoryProblem?: (repository: string, message: string) => void;
 }
 
 /**
