@@ -162,7 +162,7 @@ export const transferSchema = z.strictObject({
   /** Seconds SIGINT/SIGTERM waits for in-flight blobs before checkpointing and exiting. */
   gracePeriod: z.number().min(0).default(30),
   /** Artifacts (manifest trees) processed at once; blobs are bounded separately by `concurrency`. */
-  artifactConcurrency: z.number().int().positive().default(16),
+  artifactConcurrency: z.number().int().positive().default(32),
 });
 
 export const daemonSchema = z.strictObject({

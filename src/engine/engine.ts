@@ -394,25 +394,33 @@ export class Engine {
   }
 
   /**
-   * What the destination repository holds, asked once per repository and run: its tags (with
-   * digests where the product lists them in bulk), so a tag it lacks needs no HEAD and an empty
-   * repository no blob HEADs. Undefined (HEAD per tag) when the listing fails.
+   * What the destination repository holds, asked once per repository and run: the product's bulk
+   * inventory (tags with digests) where it has one, and the registry's tag list when a tag is not in
+   * it; so a tag the repository lacks needs no HEAD, an empty repository no blob HEADs, and a rerun
+   * against an inventory no request per tag. Failures fall back to a HEAD per tag.
    */
   private destinationTags(rule: RuleConfig, repository: string, signal?: AbortSignal): Promise<DestinationTags | undefined> {
     const provider = this.provider(rule.destination);
+    let listed: Promise<ReadonlySet<string> | undefined> | undefined;
+    const tags = (): Promise<ReadonlySet<string> | undefined> =>
+      (listed ??= provider.client.listTags(repository).then(
+        (list) => new Set(list),
+        (err: unknown) => {
+          if (signal?.aborted) throw err;
+          this.logger.debug({ rule: rule.name, repository, err: (err as Error).message }, 'destination tags not listed; checking each tag');
+          return undefined;
+        },
+      ));
     const known = (async (): Promise<DestinationTags | undefined> => {
+      if (!provider.listTagInventory) return { tags };
       try {
-        const tags = new Map<string, string | undefined>();
-        if (provider.listTagInventory) {
-          for await (const e of provider.listTagInventory(repository, signal ? { signal } : undefined)) tags.set(e.tag, e.digest);
-        } else {
-          for (const t of await provider.client.listTags(repository)) tags.set(t, undefined);
-        }
-        return { tags, empty: tags.size === 0 };
+        const inventory = new Map<string, string>();
+        for await (const e of provider.listTagInventory(repository, signal ? { signal } : undefined)) inventory.set(e.tag, e.digest);
+        return { inventory, tags };
       } catch (err) {
         if (signal?.aborted) throw err;
-        this.logger.debug({ rule: rule.name, repository, err: (err as Error).message }, 'destination tags not listed; checking each tag');
-        return undefined;
+        this.logger.debug({ rule: rule.name, repository, err: (err as Error).message }, 'destination inventory not listed; using the tag list');
+        return { tags };
       }
     })();
     known.catch(() => undefined);

@@ -56,12 +56,15 @@ export interface ArtifactContext {
   destinationEmpty?: boolean | undefined;
 }
 
-/** A destination repository's tags as listed at the start of its copies. */
+/** What a destination repository holds, learnt once per repository and run. */
 export interface DestinationTags {
-  /** tag → digest when the listing gives digests (bulk inventories), else undefined. */
-  tags: Map<string, string | undefined>;
-  /** No tag at all: the repository is new (or was emptied); nothing in it needs checking. */
-  empty: boolean;
+  /**
+   * tag → digest from the product's bulk listing (Harbor, TCR, SWR), when it has one. Trusted for the
+   * tags it lists; a tag it lacks is looked up in `tags()` (a cloud listing may lag the registry).
+   */
+  inventory?: ReadonlyMap<string, string> | undefined;
+  /** The registry's own tag list (one tags/list, fetched on first use); undefined when it failed. */
+  tags(): Promise<ReadonlySet<string> | undefined>;
 }
 
 /** OCI children converted to Docker: old digest → what is pushed instead. */
@@ -111,7 +114,8 @@ export class ArtifactCopier implements ContentCopier {
       const known = await ctx.destinationTags?.catch(() => undefined);
       // A listing with digests (bulk inventory) that already shows every tag at the listed source
       // digest: present, without a request at either side.
-      if (known && item.digest && item.tags.length && !ctx.convertToDocker && !ctx.platforms?.length && item.tags.every((t) => known.tags.get(t) === item.digest)) {
+      const inventory = known?.inventory;
+      if (inventory && item.digest && item.tags.length && !ctx.convertToDocker && !ctx.platforms?.length && item.tags.every((t) => inventory.get(t) === item.digest)) {
         result.digest = item.digest;
         const referrers = await this.hooks.afterPush?.(ctx, item.digest, this);
         return this.finish(ctx, { ...result, status: 'present', referrers });
@@ -160,7 +164,8 @@ export class ArtifactCopier implements ContentCopier {
 
       await ctx.prepareDestination?.(item.destinationRepository);
       const bytesBefore = ctx.stats.bytes;
-      await this.copyContent(known?.empty ? { ...ctx, destinationEmpty: true } : ctx, effective, converted);
+      const empty = known && !known.inventory?.size && (await known.tags())?.size === 0;
+      await this.copyContent(empty ? { ...ctx, destinationEmpty: true } : ctx, effective, converted);
       await this.pushManifest(ctx, effective, async () => {
         for (const ref of toPush) {
           await ctx.destination.putManifest(item.destinationRepository, ref, target.bytes, target.mediaType).catch((err: unknown) => {
@@ -197,12 +202,11 @@ export class ArtifactCopier implements ContentCopier {
   /** The destination's manifest under `ref`: from the repository's listing when it answers, else a HEAD. */
   private async destinationManifest(ctx: ArtifactContext, known: DestinationTags | undefined, ref: string): Promise<{ digest: string } | undefined> {
     if (known) {
-      if (known.empty) return undefined;
-      if (!isDigestRef(ref)) {
-        if (!known.tags.has(ref)) return undefined;
-        const digest = known.tags.get(ref);
-        if (digest) return { digest };
-      }
+      const listed = known.inventory?.get(ref);
+      if (listed) return { digest: listed };
+      const tags = await known.tags();
+      // An empty repository holds no manifest either; otherwise a tag it does not list is absent.
+      if (tags && (tags.size === 0 || !isDigestRef(ref)) && !tags.has(ref)) return undefined;
     }
     return ctx.destination.headManifest(ctx.item.destinationRepository, ref, true);
   }
