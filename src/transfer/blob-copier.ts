@@ -114,7 +114,7 @@ export class BlobTimeoutError extends Error {
 }
 
 /** Blobs below this size are bound by requests (round trips), not bytes: they get their own, wider lane. */
-export const SMALL_BLOB_BYTES = 1024 * 1024;
+export const SMALL_BLOB_BYTES = 256 * 1024;
 /** Small blobs in flight per `concurrency` slot (8 x 8 = 64 at the default). */
 export const SMALL_BLOBS_PER_SLOT = 8;
 /** Blobs whose destination repositories this run remembers (beyond: the journal answers). */
@@ -151,9 +151,9 @@ class BoundedMap<K, V> {
 }
 
 export class BlobCopier {
-  /** Blob bodies of SMALL_BLOB_BYTES and more: `concurrency` at once (bandwidth-bound: the byte budget). */
+  /** `concurrency` blobs at once, any size (bodies of SMALL_BLOB_BYTES and more only here: the byte budget). */
   readonly queue: PQueue;
-  /** Smaller blobs: SMALL_BLOBS_PER_SLOT x `concurrency` at once (latency-bound: the bound on requests). */
+  /** Small blobs when the main lane is full: SMALL_BLOBS_PER_SLOT x `concurrency` more (latency-bound: the bound on requests). */
   readonly smallQueue: PQueue;
   /** destKey|digest → its copy in this run while it runs (later copies mount or skip after it). */
   private readonly firstCopy = new Map<string, Promise<unknown>>();
@@ -222,7 +222,11 @@ export class BlobCopier {
   private async enqueue(job: BlobJob, key: string): Promise<BlobOutcome> {
     // No `signal` option: p-queue would reject at once while the copy runs on. A queued copy checks
     // for stop/abort when its turn comes; a running one sees `signal` itself.
-    const lane = job.descriptor.size >= 0 && job.descriptor.size < SMALL_BLOB_BYTES ? this.smallQueue : this.queue;
+    // A small blob takes a free slot of the main lane like any other; only when that lane is full
+    // does it go to the small lane instead of waiting behind big bodies.
+    const small = job.descriptor.size >= 0 && job.descriptor.size < SMALL_BLOB_BYTES;
+    const mainFull = this.queue.pending >= this.queue.concurrency || this.queue.size > 0;
+    const lane = small && mainFull ? this.smallQueue : this.queue;
     const outcome = (await lane.add(() => {
       if (job.signal?.aborted) throw job.signal.reason;
       if (job.stop?.aborted) throw new StoppedError(job.stop.reason);
