@@ -1,9 +1,10 @@
 // A plain OCI Distribution registry (distribution, Zot, Nexus, GitLab, ...): listing through
 // /v2/_catalog and tags/list, no namespace management. The other providers extend this one.
 import type { RegistryConfig } from '../config/schema.js';
+import { pullScope } from '../registry/auth.js';
 import type { RegistryClient } from '../registry/client.js';
 import { AuthError, RegistryError, UnreachableError } from '../registry/errors.js';
-import { isValidRepositoryName } from '../registry/media-types.js';
+import { MediaTypes, isValidRepositoryName } from '../registry/media-types.js';
 import { cancelUpload, patchChunk, startUpload } from '../registry/upload.js';
 import type { CapabilityReport, ListOptions, Provider, SourceArtifact } from './types.js';
 
@@ -64,7 +65,14 @@ export class GenericProvider implements Provider {
     const repo = opts.probeRepository ?? sample;
     if (repo) {
       report.features.referrers = await probe(async () => {
-        if (!(await this.client.referrers(repo, `sha256:${'0'.repeat(64)}`))) throw new RegistryError('no referrers API', { registry: this.name, status: 404 });
+        const digest = `sha256:${'0'.repeat(64)}`;
+        if (await this.client.referrers(repo, digest)) return;
+        // A registry with the Referrers API answers 404 NAME_UNKNOWN for a repository it does not
+        // hold (go-containerregistry's registry, zot): that 404 says nothing about the API.
+        const res = await this.client.send({ method: 'GET', url: this.client.url(`v2/${repo}/referrers/${digest}`), headers: { accept: MediaTypes.ociIndex }, scopes: [pullScope(repo)], repository: repo, kind: 'referrers' });
+        const answer = await this.client.failure(res, `referrers of ${digest}`, repo);
+        if (answer.code === 'NAME_UNKNOWN') throw new Error(`unknown: repository ${repo} does not exist here (name one that does with --probe-repository)`);
+        throw new RegistryError('no referrers API', { registry: this.name, status: 404 });
       });
     }
     if (opts.probeRepository) Object.assign(report.features, await probeUploads(this.client, opts.probeRepository));

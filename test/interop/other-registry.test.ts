@@ -4,7 +4,10 @@
 // a HEAD in every other and no mount is needed; it implements no mount) and distribution v3 (token
 // auth with the realm on its host:port; cross-repository mounts). Each copy is checked by the real clients: `crane digest`
 // and `regctl manifest get` read the manifests, `crane blob` every blob (whose sha256 we check).
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { main } from '../../src/cli/main.js';
 import { type TestContent, type TestRegistry, buildImage, buildIndex, pushImage, randomBlob, sha256 } from '../helpers/index.js';
 import { ferrySync } from './ferry.js';
 import { ClientHome, type ReferrersRegistry, startDistributionV3, startReferrersRegistry, startSameOriginTokenRegistry } from './tools.js';
@@ -90,5 +93,46 @@ describe('go-containerregistry registry -> distribution v3 (token auth), mounts'
       expect(got.equals(content.manifest)).toBe(true);
       await validate(v3.host, repo, content);
     }
+  });
+});
+
+describe('ferry check against them', () => {
+  /** `ferry check` output (stdout) for a config with both registries. */
+  async function check(probeRepository: string): Promise<string> {
+    const file = join(home.dir, 'check.yaml');
+    writeFileSync(
+      file,
+      [
+        'registries:',
+        `  ggcr: { url: "${ggcr.url}", username: ferry, password: s3cret }`,
+        `  v3: { url: "${v3.url}", username: ferry, password: s3cret }`,
+        'rules: [{ name: r, source: ggcr, destination: v3 }]',
+        '',
+      ].join('\n'),
+    );
+    const out: string[] = [];
+    const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      out.push(String(chunk));
+      return true;
+    });
+    try {
+      expect(await main(['check', '--config', file, '--probe-repository', probeRepository])).toBe(0);
+    } finally {
+      spy.mockRestore();
+    }
+    return out.join('');
+  }
+
+  it('reports the Referrers API of go-containerregistry and none on distribution v3', async () => {
+    const text = await check('apps/a');
+    expect(text).toMatch(/ggcr \(registry, [^)]*\): reachable, authenticated\n(?:  .*\n)*?  referrers: yes/);
+    expect(text).toMatch(/v3 \(registry, [^)]*\): reachable, authenticated\n(?:  .*\n)*?  referrers: no/);
+  });
+
+  it('does not take the 404 NAME_UNKNOWN of a missing repository for "no Referrers API"', async () => {
+    // go-containerregistry (like zot) answers 404 NAME_UNKNOWN for a repository it does not hold,
+    // whether or not it has the API: Ferry used to print "referrers: no" here.
+    const text = await check('probe/missing');
+    expect(text).toMatch(/ggcr [^\n]*\n(?:  .*\n)*?  referrers: unknown: repository probe\/missing does not exist here/);
   });
 });
