@@ -2,8 +2,9 @@
 // (snapshot in, text out) shared by the CLI display (cli/progress.ts) and the API (createFerry).
 //
 // The tracker only counts; the rendering functions are pure (snapshot in, text out) so they are
-// tested as units. Bytes planned are unknown until each manifest is read, so the ETA comes from the
-// bytes total when one is known and otherwise from the share of planned artifacts already done.
+// tested as units. Bytes planned are unknown until each manifest is read, so the ETA is the bytes
+// still to send (the total when known, else the bytes per artifact done so far times the artifacts
+// left, plus what the blobs in flight lack) over the current rate; each blob in flight shows its share.
 import type { EventEmitter } from 'node:events';
 import { formatBytes } from '../config/units.js';
 import type { ArtifactResult, ArtifactStatus, BlobCounts, TransferEvents } from '../transfer/stats.js';
@@ -24,6 +25,8 @@ export interface ActiveBlob {
   digest: string;
   size: number;
   rule: string;
+  /** bytes of it sent so far (this attempt; a resumed upload counts from where it resumed) */
+  bytesDone: number;
   /** ms since the copy started */
   ageMs: number;
 }
@@ -62,7 +65,7 @@ export class ProgressTracker {
   private readonly started: number;
   private firstPlannedAt: number | undefined;
   private readonly rules = new Map<string, RuleProgress>();
-  private readonly activeBlobs = new Map<string, { digest: string; size: number; rule: string; since: number; count: number }>();
+  private readonly activeBlobs = new Map<string, { digest: string; size: number; rule: string; since: number; count: number; done: number }>();
   private readonly blobCounts: BlobCounts = { uploaded: 0, mounted: 0, skipped: 0 };
   private bytes = 0;
   private retries = 0;
@@ -99,7 +102,7 @@ export class ProgressTracker {
       this.detachers.push(() => events.off(name as never, listener));
     };
     on('planned', (rule, artifacts) => this.onPlanned(rule, artifacts));
-    on('bytes', (n, rule) => this.onBytes(n, rule));
+    on('bytes', (n, rule, digest) => this.onBytes(n, rule, digest));
     on('blob', (outcome) => this.onBlob(outcome));
     on('artifact', (result, rule) => this.onArtifact(result, rule));
     on('blobStart', (digest, size, rule) => this.onBlobStart(digest, size, rule));
@@ -117,9 +120,13 @@ export class ProgressTracker {
     this.rule(rule).planned = artifacts;
   }
 
-  onBytes(n: number, rule: string): void {
+  onBytes(n: number, rule: string, digest?: string): void {
     this.bytes += n;
     this.rule(rule).bytes += n;
+    if (digest) {
+      const a = this.activeBlobs.get(`${rule}\n${digest}`);
+      if (a) a.done += n;
+    }
   }
 
   onBlob(outcome: keyof BlobCounts): void {
@@ -136,7 +143,7 @@ export class ProgressTracker {
     const key = `${rule}\n${digest}`;
     const a = this.activeBlobs.get(key);
     if (a) a.count++;
-    else this.activeBlobs.set(key, { digest, size, rule, since: this.now(), count: 1 });
+    else this.activeBlobs.set(key, { digest, size, rule, since: this.now(), count: 1, done: 0 });
   }
 
   onBlobEnd(digest: string, rule: string): void {
@@ -171,7 +178,7 @@ export class ProgressTracker {
       rules,
       active: [...this.activeBlobs.values()]
         .sort((a, b) => a.since - b.since)
-        .map((a) => ({ digest: a.digest, size: a.size, rule: a.rule, ageMs: now - a.since })),
+        .map((a) => ({ digest: a.digest, size: a.size, rule: a.rule, bytesDone: a.done, ageMs: now - a.since })),
       retries: this.retries,
     };
     snap.etaSeconds = estimateEta(snap, this.firstPlannedAt === undefined ? undefined : now - this.firstPlannedAt);
@@ -180,13 +187,27 @@ export class ProgressTracker {
 }
 
 /**
- * Seconds left: from bytes when the total is known and data is moving, else from the share of
- * artifacts done since planning ended (`sincePlannedMs`); undefined when neither can tell.
+ * Seconds left, always from bytes and the current rate (so a slower or faster link changes it at
+ * once): the bytes still to send divided by the rate. The bytes to send are the known total when
+ * there is one; otherwise what the artifacts done so far sent on average, times the artifacts left,
+ * plus what the blobs in flight still lack. With no bytes moving (everything present, or stalled) it
+ * falls back to the share of artifacts done since planning ended (`sincePlannedMs`).
  */
-export function estimateEta(s: Pick<ProgressSnapshot, 'bytes' | 'bytesPerSecond' | 'bytesTotal' | 'artifacts'>, sincePlannedMs?: number): number | undefined {
+export function estimateEta(
+  s: Pick<ProgressSnapshot, 'bytes' | 'bytesPerSecond' | 'bytesTotal' | 'artifacts'> & { active?: Pick<ActiveBlob, 'size' | 'bytesDone'>[] | undefined },
+  sincePlannedMs?: number,
+): number | undefined {
   const { total, done } = s.artifacts;
   if (total !== undefined && done >= total) return 0;
-  if (s.bytesTotal !== undefined && s.bytesTotal > 0 && s.bytesPerSecond > 0) return Math.max(0, (s.bytesTotal - s.bytes) / s.bytesPerSecond);
+  if (s.bytesPerSecond > 0) {
+    if (s.bytesTotal !== undefined && s.bytesTotal > 0) return Math.max(0, (s.bytesTotal - s.bytes) / s.bytesPerSecond);
+    if (total !== undefined && done > 0) {
+      const inFlight = (s.active ?? []).reduce((n, a) => n + Math.max(0, a.size - a.bytesDone), 0);
+      const sentInFlight = (s.active ?? []).reduce((n, a) => n + a.bytesDone, 0);
+      const perArtifact = Math.max(0, s.bytes - sentInFlight) / done;
+      return (perArtifact * Math.max(0, total - done - (s.active?.length ? 1 : 0)) + inFlight) / s.bytesPerSecond;
+    }
+  }
   if (total !== undefined && done > 0 && sincePlannedMs !== undefined && sincePlannedMs > 0) return ((sincePlannedMs / 1000) * (total - done)) / done;
   return undefined;
 }
@@ -276,7 +297,8 @@ export function renderProgress(s: ProgressSnapshot, opts: RenderOptions = {}): s
   }
   for (const a of s.active.slice(0, maxActive)) {
     const digest = a.digest.replace(/^(sha256:)?(.{12}).*$/, '$1$2');
-    lines.push(`    ↑ ${digest}  ${formatBytes(a.size).padStart(10)}  ${a.rule}  ${formatDuration(a.ageMs / 1000)}`);
+    const share = a.size > 0 ? `${String(Math.min(100, Math.floor((a.bytesDone * 100) / a.size))).padStart(3)}%` : '';
+    lines.push(`    ↑ ${digest}  ${`${formatBytes(a.bytesDone)} / ${formatBytes(a.size)}`.padStart(21)} ${share}  ${a.rule}  ${formatDuration(a.ageMs / 1000)}`);
   }
   if (s.active.length > maxActive) lines.push(`    … ${s.active.length - maxActive} more blob(s) in flight`);
   return lines.map((l) => fit(l, width));

@@ -388,7 +388,7 @@ export class BlobCopier {
     stages.push(throttled([job.ruleBucket, this.opts.processBucket], job.signal));
     const counter = new Transform({
       transform(chunk: Buffer, _enc, done) {
-        job.stats.addBytes(chunk.length);
+        job.stats.addBytes(chunk.length, digest);
         done(null, chunk);
       },
     });

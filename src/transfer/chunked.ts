@@ -257,7 +257,7 @@ export class ChunkedUpload implements UploadStrategy {
         // cuts it): a PATCH cut mid-body would cost the whole session.
         const res = await this.patch(job, location, chunk, offset, len, first, job.deadline);
         first = false;
-        job.stats.addBytes(len);
+        job.stats.addBytes(len, digest);
         location = res.location;
         offset += len;
         this.sessions.set(sessionKey(job), { location, offset, hash: hash.copy() });

@@ -32,7 +32,7 @@ export interface TransferEvents {
   /** a rule's plan is ready: `artifacts` work items will be copied, `bytes` sent when known (progress totals) */
   planned: [rule: string, artifacts: number, bytes?: number];
   /** bytes sent to a destination (after throttling) */
-  bytes: [n: number, rule: string];
+  bytes: [n: number, rule: string, digest?: string];
   blob: [outcome: keyof BlobCounts, rule: string, size: number];
   artifact: [result: ArtifactResult, rule: string];
   blobStart: [digest: string, size: number, rule: string];
@@ -68,9 +68,10 @@ export class RuleStats {
     private readonly caps = { failures: REPORT_FAILURES_KEPT, others: REPORT_OTHERS_KEPT },
   ) {}
 
-  addBytes(n: number): void {
+  /** `digest`: the blob the bytes belong to (the progress display shows each blob's share done). */
+  addBytes(n: number, digest?: string): void {
     this.bytes += n;
-    this.events?.emit('bytes', n, this.rule);
+    this.events?.emit('bytes', n, this.rule, digest);
   }
 
   addBlob(outcome: keyof BlobCounts, size: number): void {

@@ -39,8 +39,8 @@ function snapshot(over: Partial<ProgressSnapshot> = {}): ProgressSnapshot {
       { name: 'nightly', done: 0, copied: 0, present: 0, skipped: 0, failed: 0, bytes: 0 },
     ],
     active: [
-      { digest: `sha256:${'ab'.repeat(32)}`, size: 300 * MiB, rule: 'idc-to-tcr', ageMs: 12_000 },
-      { digest: `sha256:${'cd'.repeat(32)}`, size: 2 * MiB, rule: 'charts', ageMs: 1_000 },
+      { digest: `sha256:${'ab'.repeat(32)}`, size: 300 * MiB, rule: 'idc-to-tcr', bytesDone: 75 * MiB, ageMs: 12_000 },
+      { digest: `sha256:${'cd'.repeat(32)}`, size: 2 * MiB, rule: 'charts', bytesDone: 0, ageMs: 1_000 },
     ],
     etaSeconds: 190,
     retries: 0,
@@ -62,7 +62,7 @@ describe('ProgressTracker', () => {
     events.emit('blobStart', 'sha256:1', 10 * MiB, 'a');
     events.emit('blobStart', 'sha256:2', 20 * MiB, 'a');
     c.advance(2000);
-    events.emit('bytes', 4 * MiB, 'a');
+    events.emit('bytes', 4 * MiB, 'a', 'sha256:2');
     events.emit('blobEnd', 'sha256:1', 'a');
     events.emit('blob', 'uploaded', 'a', 10 * MiB);
     events.emit('blob', 'mounted', 'b', 5);
@@ -73,13 +73,14 @@ describe('ProgressTracker', () => {
     const s = t.snapshot();
     expect(s.artifacts).toEqual({ done: 2, failed: 1, total: 4 });
     expect(s.blobs).toEqual({ uploaded: 1, mounted: 1, skipped: 0, done: 2, active: 1 });
-    expect(s.active).toEqual([{ digest: 'sha256:2', size: 20 * MiB, rule: 'a', ageMs: 2000 }]);
+    expect(s.active).toEqual([{ digest: 'sha256:2', size: 20 * MiB, rule: 'a', bytesDone: 4 * MiB, ageMs: 2000 }]);
     expect(s.bytes).toBe(4 * MiB);
     expect(s.bytesPerSecond).toBe(2 * MiB);
     expect(s.rules.find((r) => r.name === 'a')).toMatchObject({ planned: 3, done: 2, copied: 1, failed: 1, bytes: 4 * MiB });
     expect(s.retries).toBe(1);
-    // ETA from artifacts: 2 of 4 done in the 2 s since planning → 2 s left.
-    expect(s.etaSeconds).toBeCloseTo(2);
+    // ETA from bytes: the done artifacts sent nothing (all 4 MiB belong to the blob in flight), which
+    // still lacks 16 MiB, at 2 MiB/s → 8 s.
+    expect(s.etaSeconds).toBeCloseTo(8);
 
     t.detach();
     events.emit('artifact', artifact('copied'), 'a');
@@ -117,8 +118,15 @@ describe('estimateEta', () => {
   it('uses bytes when the total is known', () => {
     expect(estimateEta({ ...base, bytesTotal: 200 }, 5000)).toBe(10);
   });
-  it('falls back to the share of artifacts done since planning', () => {
-    expect(estimateEta(base, 5000)).toBe(15);
+  it('without a total: bytes per artifact done times the artifacts left, plus what blobs in flight lack, at the current rate', () => {
+    expect(estimateEta(base, 5000)).toBe(30); // 100 B per artifact x 3 left / 10 B/s
+    // One artifact in flight: its blob lacks 50 B, 2 more artifacts after it at 100 B each.
+    expect(estimateEta({ ...base, bytes: 130, active: [{ size: 80, bytesDone: 30 }] }, 5000)).toBe(25);
+    // The rate halves: the ETA doubles at once (the share of artifacts would not notice).
+    expect(estimateEta({ ...base, bytesPerSecond: 5 }, 5000)).toBe(60);
+  });
+  it('falls back to the share of artifacts done since planning when no bytes move', () => {
+    expect(estimateEta({ ...base, bytesPerSecond: 0 }, 5000)).toBe(15);
   });
   it('is 0 when everything is done and unknown before anything is', () => {
     expect(estimateEta({ ...base, artifacts: { done: 4, failed: 0, total: 4 } })).toBe(0);
@@ -149,13 +157,13 @@ describe('formatting', () => {
       '  idc-to-tcr  40/100 artifacts, 1 failed, 9 present  1.0 GiB',
       '  charts      12/40 artifacts  512.0 MiB',
       '  nightly     listing…',
-      `    ↑ sha256:abababababab   300.0 MiB  idc-to-tcr  12s`,
-      `    ↑ sha256:cdcdcdcdcdcd     2.0 MiB  charts  1s`,
+      `    ↑ sha256:abababababab   75.0 MiB / 300.0 MiB  25%  idc-to-tcr  12s`,
+      `    ↑ sha256:cdcdcdcdcdcd          0 B / 2.0 MiB   0%  charts  1s`,
     ]);
   });
 
   it('cuts lines to the terminal width and counts the active blobs it does not list', () => {
-    const many = Array.from({ length: 7 }, (_, i) => ({ digest: `sha256:${String(i).repeat(64)}`, size: MiB, rule: 'r', ageMs: 0 }));
+    const many = Array.from({ length: 7 }, (_, i) => ({ digest: `sha256:${String(i).repeat(64)}`, size: MiB, rule: 'r', bytesDone: 0, ageMs: 0 }));
     const lines = renderProgress(snapshot({ active: many }), { width: 40, maxActive: 3 });
     for (const l of lines) expect([...l].length).toBeLessThanOrEqual(40);
     expect(lines[0]).toMatch(/…$/);
