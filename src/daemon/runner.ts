@@ -406,7 +406,7 @@ function reportErrors(r: RuleReport): string[] {
 }
 
 /** Adds a merged trigger, keeping the first (what started it) and the newest MAX_TRIGGERS - 1. */
-function addTrigger(exec: Execution, trigger: TriggerInfo): void {
+export function addTrigger(exec: Execution, trigger: TriggerInfo): void {
   exec.triggers.push(trigger);
   if (exec.triggers.length > MAX_TRIGGERS) {
     exec.triggers.splice(1, 1);

@@ -16,7 +16,7 @@ import type { Execution, RunRequest, TriggerInfo } from './execution.js';
 import { History } from './history.js';
 import { Metrics } from './metrics.js';
 import { Readiness } from './readiness.js';
-import { Runner, type TriggerResult, mergeRequests } from './runner.js';
+import { Runner, type TriggerResult, addTrigger, mergeRequests } from './runner.js';
 import { Scheduler, schedulesOf } from './scheduler.js';
 import { HttpError, createHttpServer } from './server.js';
 import { type ListenAddress, checkDaemonConfig } from './settings.js';
@@ -241,7 +241,7 @@ export class Daemon implements DaemonView {
       const request = full.reduce<RunRequest>((acc, e) => mergeRequests(acc, e.request ?? { full: true, artifacts: [], deletions: [] }), { full: false, artifacts: [], deletions: [] });
       const at = new Date().toISOString();
       const result = this.runner.trigger(rule, { type: 'resume', at, of: full[0]!.id }, request);
-      for (const e of full.slice(1)) result.execution.triggers.push({ type: 'resume', at, of: e.id });
+      for (const e of full.slice(1)) addTrigger(result.execution, { type: 'resume', at, of: e.id });
       this.history.save(result.execution);
       for (const e of full) {
         e.resumedBy = result.execution.id;
