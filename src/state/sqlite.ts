@@ -103,6 +103,13 @@ export class SqliteState implements StateStore {
     if (opts.readOnly) {
       const db = new Database(file, { readonly: true, fileMustExist: true });
       db.pragma('busy_timeout = 5000');
+      const version = db.pragma('user_version', { simple: true }) as number;
+      if (version !== SCHEMA_VERSION) {
+        // Read-only cannot migrate: the next sync does. Until then a dry run reads an empty state.
+        db.close();
+        logger.warn({ state: file, schema: version, expected: SCHEMA_VERSION }, 'the state database has another schema version: this dry run does not use it (the next sync migrates it)');
+        return SqliteState.memory({ logger });
+      }
       return new SqliteState(db, { kind: 'sqlite', location: file, readOnly: true }, logger, undefined);
     }
     mkdirSync(dir, { recursive: true, mode: 0o700 });

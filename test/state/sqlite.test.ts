@@ -254,6 +254,12 @@ describe('compact keys', () => {
     old.prepare('INSERT INTO rule_destinations VALUES (?, ?)').run('r', 'd@h');
     old.prepare('INSERT INTO rule_tags VALUES (?, ?, ?, ?, ?, ?)').run('r', 's/a', 'v1', 'a/b', 'v1', d2);
     old.close();
+    // A dry run cannot migrate: it reads an empty state and says so.
+    const { logger, lines } = captureLogger();
+    const dry = openState({ stateDir: dir, readOnly: true, logger });
+    expect(await dry.knownBlob('d@h', 'a/b', d1)).toBeUndefined();
+    await dry.close();
+    expect(lines.find((l) => l.schema === 1)?.msg).toMatch(/another schema version/);
     const s = SqliteState.open(dir);
     expect(s.db.pragma('user_version', { simple: true })).toBe(2);
     expect(await s.knownBlob('d@h', 'a/b', d1)).toEqual({ at: 1, size: 10 });
