@@ -182,6 +182,12 @@ export const configSchema = z
     transfer: transferSchema.default(() => transferSchema.parse({})),
     rules: z.array(ruleSchema).default([]),
     daemon: daemonSchema.optional(),
+    /** Where the state lives: absent = SQLite in transfer.stateDir; `url` = a PostgreSQL database. */
+    state: z
+      .strictObject({
+        url: z.string().regex(/^postgres(?:ql)?:\/\/.+/, 'expected a PostgreSQL URL, postgres://user:password@host:5432/database').optional(),
+      })
+      .optional(),
   })
   .superRefine((cfg, ctx) => {
     const names = new Set<string>();

@@ -68,7 +68,7 @@ export class Daemon implements DaemonView {
     this.metrics = new Metrics({ defaultMetrics: opts.defaultMetrics });
     this.metrics.subscribe(this.events);
     // Takes the state directory's lock: a second daemon or sync on it is refused (StateLockedError).
-    this.state = openState({ stateDir: config.transfer.stateDir, logger: this.logger });
+    this.state = openState({ stateDir: config.transfer.stateDir, url: config.state?.url, logger: this.logger });
     const factory: EngineFactory = opts.createEngine ?? ((cfg, events) => new Engine(cfg, { logger: this.logger, events, state: this.state }));
     this.engines = new EnginePool(config, factory, this.events, this.logger);
     this.history = new History(this.state, settings.historyLimit, this.logger);

@@ -113,7 +113,8 @@ export class Engine {
     this.logger = opts.logger ?? silentLogger;
     this.events = opts.events ?? new EventEmitter<TransferEvents>();
     const stateDir = opts.readStateOnly ? opts.stateDir || config.transfer.stateDir : opts.stateDir === false ? undefined : (opts.stateDir ?? config.transfer.stateDir);
-    this.state = opts.state ?? openState({ stateDir, readOnly: !!opts.readStateOnly, logger: this.logger });
+    const url = opts.stateDir === false && !opts.readStateOnly ? undefined : config.state?.url;
+    this.state = opts.state ?? openState({ stateDir, url, readOnly: !!opts.readStateOnly, logger: this.logger });
     this.ownsState = !opts.state;
     this.stateDir = opts.readStateOnly || opts.stateDir === false ? undefined : (opts.stateDir ?? config.transfer.stateDir);
     this.processBucket = new TokenBucket(config.transfer.bandwidth);

@@ -1,12 +1,14 @@
 // Opens the process's state: SQLite in the state directory (the default), in memory without one.
-// A PostgreSQL implementation (state.url) plugs in here behind the same StateStore interface.
+// With state.url, a PostgreSQL database instead (postgres.ts), behind the same StateStore interface.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { PostgresState } from './postgres.js';
 import { DB_FILE, SqliteState } from './sqlite.js';
 import type { StateStore } from './types.js';
 
 export { StateLockedError } from './types.js';
+export { StateDatabaseError } from './postgres.js';
 export type { DestinationState, ExecutionHistory, PushedTag, Recorded, RuleState, StateInfo, StateStore, StoredExecution, UploadCheckpoint } from './types.js';
 
 export interface OpenStateOptions {
@@ -18,10 +20,13 @@ export interface OpenStateOptions {
    */
   readOnly?: boolean | undefined;
   logger?: Logger | undefined;
+  /** state.url: a PostgreSQL database instead of the directory (shared by several processes). */
+  url?: string | undefined;
 }
 
 export function openState(opts: OpenStateOptions = {}): StateStore {
   const { stateDir, logger } = opts;
+  if (opts.url) return new PostgresState(opts.url, { logger, readOnly: opts.readOnly });
   if (!stateDir) return SqliteState.memory({ logger });
   if (opts.readOnly) {
     if (existsSync(join(stateDir, DB_FILE))) return SqliteState.open(stateDir, { logger, readOnly: true });
