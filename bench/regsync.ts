@@ -50,7 +50,8 @@ export async function regsyncOnce(bin: string, work: string, sourceHost: string,
   const config = {
     version: 1,
     creds: [
-      { registry: sourceHost, tls: 'disabled', reqConcurrent: concurrency },
+      // Credentials for the source too (the scale set's source has token auth; an anonymous source never asks).
+      { registry: sourceHost, tls: 'disabled', user: USER.username, pass: USER.password, reqConcurrent: concurrency },
       { registry: destinationHost, tls: 'disabled', user: USER.username, pass: USER.password, reqConcurrent: concurrency },
     ],
     defaults: { parallel: concurrency, skipDockerConfig: true },

@@ -8,7 +8,9 @@
 //                 Ferry and the minimal client are counted by the same thing, neither of them
 //
 // Per size: `ferry plan` (peak RSS), the minimal client's full copy and no-op, Ferry's full sync and
-// no-op rerun (same state directory), each into / against its own fresh destination.
+// no-op rerun (same state directory), and regsync's full copy and no-op (`regsync once`, `type:
+// registry`, BENCH_CONCURRENCY images and requests at a time, where it is built; BENCH_SKIP_REGSYNC=1
+// skips it), each into / against its own fresh destination.
 //
 // FERRY_BENCH_SCALE: small (20 x 10, for development) | 2k (100 x 20) | 20k (1000 x 20) |
 // full (default: 2k and 20k) | RxT[,RxT...] (explicit shapes).
@@ -24,6 +26,7 @@ import type { LinkOptions } from './link.js';
 import { USER } from './link.js';
 import type { MinimalJob, MinimalResult } from './minimal-client.js';
 import { type RunResult, runChild } from './proc.js';
+import { ensureRegsync, regsyncOnce } from './regsync.js';
 import { RawRegistry, mapLimit } from './raw.js';
 import { type ScaleCatalog, generateScaleCatalog } from './scale-data.js';
 
@@ -301,6 +304,55 @@ export async function runScaleScenario(s: BenchSettings, link: LinkOptions, work
         });
       } finally {
         await dest.stop();
+      }
+
+      // 3. regsync: full copy and no-op into its own destination, counted by the same fronts.
+      const regsync = process.env.BENCH_SKIP_REGSYNC === '1' ? undefined : ensureRegsync();
+      if (regsync) {
+        const rDest = await startScaleDestination(link);
+        try {
+          const host = (url: string) => new URL(url).host;
+          source.front.take();
+          const rFull = await regsyncOnce(regsync, work, host(source.url), host(rDest.url), s.concurrency);
+          const rFullCounts = { source: source.front.take(), destination: rDest.front.take() };
+          sink.log(`scale ${label}: regsync full copy ${sec(rFull.ms)} s (${(n / (rFull.ms / 1000)).toFixed(1)} tags/s), peak RSS ${mb(rFull.peakRss)} MB; ${describeCounts(rFullCounts.source, rFullCounts.destination, n)}`);
+          const rNoop = await regsyncOnce(regsync, work, host(source.url), host(rDest.url), s.concurrency);
+          const rNoopCounts = { source: source.front.take(), destination: rDest.front.take() };
+          sink.log(`scale ${label}: regsync no-op ${sec(rNoop.ms)} s (${(n / (rNoop.ms / 1000)).toFixed(1)} tags/s); ${describeCounts(rNoopCounts.source, rNoopCounts.destination, n)}`);
+          const problems = await checkDestination(rDest.url, catalog);
+          if (problems.length) sink.notes.push(`scale ${label}: regsync's destination differs: ${problems.length} problems, e.g. ${problems.slice(0, 3).join('; ')}`);
+          d.regsync = {
+            full: { ms: rFull.ms, peakRss: rFull.peakRss, requests: rFullCounts, perTag: { source: perTag(rFullCounts.source, n), destination: perTag(rFullCounts.destination, n) } },
+            noop: { ms: rNoop.ms, requests: rNoopCounts, perTag: { source: perTag(rNoopCounts.source, n), destination: perTag(rNoopCounts.destination, n) } },
+            identical: problems.length === 0,
+          };
+          const ferry = d.ferry as { full: { ms: number }; noop: { ms: number } } | undefined;
+          const reqs = (c: { source: Counts; destination: Counts }) => `${((total(c.source) + total(c.destination)) / n).toFixed(2)} requests/tag; ${describeCounts(c.source, c.destination, n)}`;
+          sink.rows.push({
+            id: `scale-${label}-regsync-full`,
+            measurement: `scale ${label} tags: regsync full copy (${(n / (rFull.ms / 1000)).toFixed(1)} tags/s, parallel ${s.concurrency})`,
+            value: sec(rFull.ms),
+            unit: 's',
+            baseline: ferry ? { name: 'Ferry full sync', value: sec(ferry.full.ms), unit: 's' } : undefined,
+            ratio: ferry ? rFull.ms / ferry.full.ms : undefined,
+            target: 'informative',
+            note: `${problems.length ? 'DESTINATION DIFFERS; ' : ''}${reqs(rFullCounts)}`,
+          });
+          sink.rows.push({
+            id: `scale-${label}-regsync-noop`,
+            measurement: `scale ${label} tags: regsync no-op (${(n / (rNoop.ms / 1000)).toFixed(1)} tags/s)`,
+            value: sec(rNoop.ms),
+            unit: 's',
+            baseline: ferry ? { name: 'Ferry no-op rerun', value: sec(ferry.noop.ms), unit: 's' } : undefined,
+            ratio: ferry ? rNoop.ms / ferry.noop.ms : undefined,
+            target: 'informative',
+            note: reqs(rNoopCounts),
+          });
+        } finally {
+          await rDest.stop();
+        }
+      } else if (process.env.BENCH_SKIP_REGSYNC !== '1') {
+        sink.notes.push(`scale ${label}: regsync could not be built (no Go?): no regsync rows`);
       }
     } finally {
       await source.stop();
