@@ -382,14 +382,20 @@ export class Engine {
    * Undefined when the request layer does not count.
    */
   private requestCounts(rule: RuleConfig, since?: Record<string, Record<string, number>>): Record<string, Record<string, number>> | undefined {
-    const out: Record<string, Record<string, number>> = {};
+    const now: Record<string, Record<string, number>> = {};
     for (const name of new Set([rule.source, rule.destination])) {
       const counts = requestCountsOf(this.provider(name).client);
       if (!counts) return undefined;
-      const before = since?.[name] ?? {};
+      // Counters may be shared by several clients: the same registry's numbers, not to be added up.
+      for (const [registry, kinds] of Object.entries(counts)) now[registry] = { ...kinds };
+    }
+    if (!since) return now;
+    const out: Record<string, Record<string, number>> = {};
+    for (const [registry, kinds] of Object.entries(now)) {
+      const before = since[registry] ?? {};
       const diff: Record<string, number> = {};
-      for (const [kind, n] of Object.entries(counts)) if (n - (before[kind] ?? 0) > 0) diff[kind] = n - (before[kind] ?? 0);
-      out[name] = diff;
+      for (const [kind, n] of Object.entries(kinds)) if (n - (before[kind] ?? 0) > 0) diff[kind] = n - (before[kind] ?? 0);
+      if (Object.keys(diff).length) out[registry] = diff;
     }
     return out;
   }
@@ -500,8 +506,8 @@ async function* filterRepos(artifacts: SourceArtifact[] | AsyncIterable<SourceAr
 }
 
 /** The request layer's counts by kind, when it keeps them (duck-typed: the transport adds them). */
-function requestCountsOf(client: RegistryClient): Record<string, number> | undefined {
-  const c = client as unknown as { requestCounts?: () => Record<string, number> };
+function requestCountsOf(client: RegistryClient): Record<string, Record<string, number>> | undefined {
+  const c = client as unknown as { requestCounts?: () => Record<string, Record<string, number>> };
   return typeof c.requestCounts === 'function' ? c.requestCounts() : undefined;
 }
 

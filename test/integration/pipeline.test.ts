@@ -134,6 +134,10 @@ describe('requests a run can skip', () => {
     try {
       const report = (await again.sync()).rules[0]!;
       expect(report.artifacts.present).toBe(2);
+      // the report says how many requests each registry received in this run
+      const total = (kinds: Record<string, number> | undefined) => Object.values(kinds ?? {}).reduce((a, b) => a + b, 0);
+      expect(Object.keys(report.requests ?? {}).sort()).toEqual(['dst', 'src']);
+      expect(total(report.requests!.dst)).toBe(proxy.requests.filter((r) => r.path !== '/v2/').length); // the preflight ping came before the run
     } finally {
       await again.close();
     }
