@@ -329,7 +329,7 @@ export class Engine {
     const full = !opts.artifacts?.(rule);
     // deleteRemote needs every listed source tag (the rule state answers the rest).
     const listed = full && rule.deleteRemote ? new Set<string>() : undefined;
-    const inspector = dryRun ? new PlanInspector(this.provider(rule.source).client, destination.client, rule.override) : undefined;
+    const inspector = dryRun ? new PlanInspector(this.provider(rule.source).client, destination.client, rule.override, this.config.transfer.artifactConcurrency) : undefined;
     const copies = dryRun ? undefined : new CopyPipeline(2 * this.config.transfer.artifactConcurrency);
     try {
       for await (const repo of this.planRepositories(rule, opts)) {
