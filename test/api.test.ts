@@ -95,6 +95,19 @@ describe('createFerry', () => {
     expect((await getManifest(destination, 'lib/library/app', '1.0'))?.digest).toBe(digests['library/app']);
   });
 
+  it('verify() audits the destination: the synced rule matches, the other lacks every artifact', async () => {
+    const f = ferry();
+    const synced = await f.verify('library');
+    expect(synced).toMatchObject({ kind: 'verify', status: 'match', totals: { artifacts: { checked: 2, matching: 2, differing: 0 }, differences: 0 } });
+    const seen: string[] = [];
+    const missing = await f.verify(['all'], { onDifference: (d) => seen.push(`${d.destination} ${d.what}`) });
+    expect(missing.status).toBe('differs');
+    expect(missing.totals.artifacts).toEqual({ checked: 4, matching: 0, differing: 4 });
+    expect(seen.sort()).toEqual(REPOS.map((r) => `dst/all/${r}:1.0 missing`).sort());
+    expect(missing.rules[0]!.differences).toHaveLength(4);
+    await expect(f.verify('nope')).rejects.toThrow(UnknownRuleError);
+  });
+
   it('streams events through watch() until the run settles', async () => {
     const f = ferry(config(), { progressIntervalMs: 0 });
     const run = f.sync(['all'], { shard: '0/2' });

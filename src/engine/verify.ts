@@ -225,10 +225,12 @@ class ArtifactChecker {
         const pushed = await this.dst.getManifest(repo, destinationRoot);
         await this.checkTree(this.dst, repo, pushed.bytes, pushed.mediaType, item, diff);
       }
-    } else {
+    } else if (destinationRoot) {
+      // Only when the artifact is there at the source's digest: an absent or replaced artifact is one
+      // difference, not one per blob.
       await this.checkTree(this.src, item.sourceRepository, manifest.bytes, manifest.mediaType, item, diff);
     }
-    if (this.rule.copyReferrers) await this.checkReferrers(item, manifest.digest, diff);
+    if (this.rule.copyReferrers && destinationRoot) await this.checkReferrers(item, manifest.digest, diff);
   }
 
   /** Walks a manifest tree read from `from`, checking every child and blob at the destination. */
