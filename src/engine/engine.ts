@@ -10,7 +10,7 @@ import { type CompiledFilters, compileFilters } from '../plan/filters.js';
 import type { PlanProblem, RulePlan, SourceArtifact, WorkItem } from '../plan/types.js';
 import { createProvider, registryKey, staticCredentials } from '../providers/index.js';
 import type { Provider } from '../providers/types.js';
-import type { RequestObserver } from '../http/observe.js';
+import { RequestCounter, type RequestObserver } from '../http/observe.js';
 import { AuthError, UnreachableError } from '../registry/errors.js';
 import { ArtifactCopier, type DestinationTags, type ManifestHooks } from '../transfer/artifact-copier.js';
 import { BlobCopier, type UploadStrategy } from '../transfer/blob-copier.js';
@@ -106,6 +106,8 @@ export class Engine {
   /** Where run logs go (undefined: in memory only, e.g. `ferry plan` and tests). */
   private readonly stateDir: string | undefined;
   private readonly filterCache = new Map<string, CompiledFilters>();
+  /** Every request of this engine's providers, per registry and kind (one counter for all of them). */
+  private readonly requests = new RequestCounter();
 
   constructor(config: FerryConfig, opts: EngineOptions = {}) {
     this.onRequest = opts.onRequest;
@@ -166,6 +168,7 @@ export class Engine {
         // too made pino write the "registry" key twice).
         logger: this.logger,
         onRetry: (registry) => this.events.emit('retry', registry),
+        requests: this.requests,
         onRequest: this.onRequest,
       });
       this.providers.set(name, p);
@@ -468,6 +471,7 @@ export class Engine {
   /** Forgets what this process learnt about destinations (the daemon calls it at the start of each run). */
   resetRunCaches(): void {
     this.blobs.resetCaches();
+    for (const p of this.providers.values()) p.client.clearTokens();
   }
 
   private compiledFilters(rule: RuleConfig): CompiledFilters {

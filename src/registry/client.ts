@@ -103,9 +103,9 @@ export class RegistryClient {
     return new URL(path.replace(/^\//, ''), this.baseUrl);
   }
 
-  /** Requests sent so far, by registry and "kind METHOD" (the counter may be shared by a run's transports). */
-  requestCounts(): Record<string, Record<string, number>> {
-    return this.transport.requestCounts();
+  /** Requests this registry received so far, by "kind METHOD" (Harbor's API on the same transport included). */
+  requestCounts(): Record<string, number> {
+    return this.transport.requestCounts()[this.name] ?? {};
   }
 
   /** Drops cached tokens (a daemon does this between runs). */
