@@ -8,3 +8,4 @@ export * from './raw-client.js';
 export * from './fault-proxy.js';
 export * from './redirecting-registry.js';
 export * from './wan-proxy.js';
+export * from './hostile-front.js';

@@ -22,6 +22,8 @@ import {
 import { putMonolithic, startUpload } from '../../src/registry/upload.js';
 import { HarborApi } from '../../src/providers/harbor-api.js';
 import { TcrCredentialSource } from '../../src/providers/tcr-api.js';
+import type { ArtifactContext } from '../../src/transfer/artifact-copier.js';
+import { ChartMuseumCopier } from '../../src/transfer/charts.js';
 import { type MockAnswer, type SeenRequest, mockAgent, mockOrigin } from './mock-origin.js';
 
 const REG = 'https://registry.example';
@@ -268,6 +270,32 @@ describe('credentials stay on their origin', () => {
     })().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(UntrustedUrlError);
     expect(other).toHaveLength(0);
+  });
+});
+
+describe('ChartMuseum downloads', () => {
+  async function download(url: string): Promise<void> {
+    const source = client();
+    const ctx = {
+      item: { rule: 'r', sourceRepository: 'p/c', destinationRepository: 'p/c', tags: ['1.0.0'], chartMuseum: { project: 'p', name: 'c', version: '1.0.0', url } },
+      source,
+      destination: source,
+      destinationKey: 'd',
+      override: false,
+      stats: { addArtifact: () => undefined },
+    } as unknown as ArtifactContext;
+    const result = await new ChartMuseumCopier({ credentials: creds }).copy(ctx);
+    expect(result.status).toBe('failed'); // not a chart archive: only the request matters here
+  }
+
+  it('sends the source credentials with a chart URL on the registry origin only, not with an absolute URL elsewhere', async () => {
+    const reg = mockOrigin(agent, REG, () => ({ status: 200, body: 'not a tgz' }));
+    const other = mockOrigin(agent, OTHER, () => ({ status: 200, body: 'not a tgz' }));
+    await download(`${REG}/chartrepo/p/charts/c-1.0.0.tgz`);
+    await download(`${OTHER}/charts/c-1.0.0.tgz`);
+    expect(reg.map((r) => r.headers.authorization)).toEqual([BASIC]);
+    expect(other).toHaveLength(1);
+    expect(other[0]!.headers.authorization).toBeUndefined();
   });
 });
 
