@@ -23,6 +23,7 @@ import { putMonolithic, startUpload } from '../../src/registry/upload.js';
 import { HarborApi } from '../../src/providers/harbor-api.js';
 import { TcrCredentialSource } from '../../src/providers/tcr-api.js';
 import type { ArtifactContext } from '../../src/transfer/artifact-copier.js';
+import type { BlobCopier } from '../../src/transfer/blob-copier.js';
 import { ChartMuseumCopier } from '../../src/transfer/charts.js';
 import { type MockAnswer, type SeenRequest, mockAgent, mockOrigin } from './mock-origin.js';
 
@@ -284,7 +285,7 @@ describe('ChartMuseum downloads', () => {
       override: false,
       stats: { addArtifact: () => undefined },
     } as unknown as ArtifactContext;
-    const result = await new ChartMuseumCopier({ credentials: creds }).copy(ctx);
+    const result = await new ChartMuseumCopier({ credentials: creds, blobs: {} as BlobCopier }).copy(ctx);
     expect(result.status).toBe('failed'); // not a chart archive: only the request matters here
   }
 
