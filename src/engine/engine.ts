@@ -385,13 +385,10 @@ export class Engine {
    * Undefined when the request layer does not count.
    */
   private requestCounts(rule: RuleConfig, since?: Record<string, Record<string, number>>): Record<string, Record<string, number>> | undefined {
+    // One counter for every provider of the engine (the request layer counts each attempt by registry).
+    const all = this.requests.counts();
     const now: Record<string, Record<string, number>> = {};
-    for (const name of new Set([rule.source, rule.destination])) {
-      const counts = requestCountsOf(this.provider(name).client);
-      if (!counts) return undefined;
-      // Counters may be shared by several clients: the same registry's numbers, not to be added up.
-      for (const [registry, kinds] of Object.entries(counts)) now[registry] = { ...kinds };
-    }
+    for (const name of new Set([rule.source, rule.destination])) now[name] = { ...(all[name] ?? {}) };
     if (!since) return now;
     const out: Record<string, Record<string, number>> = {};
     for (const [registry, kinds] of Object.entries(now)) {
@@ -507,12 +504,6 @@ export function conversionOptions(config: RegistryConfig): { convertToDocker: bo
 
 async function* filterRepos(artifacts: SourceArtifact[] | AsyncIterable<SourceArtifact>, keep: (repo: string) => boolean): AsyncIterable<SourceArtifact> {
   for await (const a of artifacts) if (keep(a.repository)) yield a;
-}
-
-/** The request layer's counts by kind, when it keeps them (duck-typed: the transport adds them). */
-function requestCountsOf(client: RegistryClient): Record<string, Record<string, number>> | undefined {
-  const c = client as unknown as { requestCounts?: () => Record<string, Record<string, number>> };
-  return typeof c.requestCounts === 'function' ? c.requestCounts() : undefined;
 }
 
 function anySignal(...signals: (AbortSignal | undefined)[]): AbortSignal | undefined {
