@@ -21,7 +21,6 @@ import { type ArtifactResult, RuleStats, type TransferEvents } from '../transfer
 import { TokenBucket } from '../transfer/throttle.js';
 import { openState } from '../state/index.js';
 import type { StateStore } from '../state/types.js';
-import type { RegistryClient } from '../registry/client.js';
 import { ArtifactLog } from './artifact-log.js';
 import { CopyPipeline } from './copy-pipeline.js';
 import { type RuleReport, type SyncReport, completePlannedReport, completeRuleReport, startRuleReport, summarize } from './report.js';
