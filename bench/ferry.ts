@@ -33,6 +33,8 @@ export interface FerryJob {
   filters?: Record<string, unknown>;
   logFile?: string | undefined;
   killWhen?: (() => boolean) | undefined;
+  /** What killWhen sends (default SIGKILL; SIGTERM for a graceful stop). */
+  killSignal?: NodeJS.Signals | undefined;
   onPoll?: (() => void) | undefined;
 }
 
@@ -56,6 +58,7 @@ export async function runFerrySync(job: FerryJob): Promise<FerryRun> {
   const res = await runChild(process.execPath, [FERRY_BIN, 'sync', '--config', config, '--output', 'json'], {
     logFile: job.logFile,
     killWhen: job.killWhen,
+    killSignal: job.killSignal,
     onPoll: job.onPoll,
     env: { ...process.env, FERRY_LOG_LEVEL: process.env.FERRY_LOG_LEVEL ?? 'info' },
   });

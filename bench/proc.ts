@@ -19,8 +19,9 @@ export interface RunOptions {
   env?: NodeJS.ProcessEnv;
   /** Append the child's stderr here. */
   logFile?: string | undefined;
-  /** Polled every `pollMs`; when it returns true the child is sent SIGKILL. */
+  /** Polled every `pollMs`; when it returns true the child is sent `killSignal` (default SIGKILL). */
   killWhen?: (() => boolean) | undefined;
+  killSignal?: NodeJS.Signals | undefined;
   pollMs?: number;
   /** Called with each poll (after the RSS read). */
   onPoll?: (() => void) | undefined;
@@ -55,7 +56,7 @@ export function runChild(cmd: string, args: string[], opts: RunOptions = {}): Pr
       opts.onPoll?.();
       if (!killed && opts.killWhen?.()) {
         killed = true;
-        child.kill('SIGKILL');
+        child.kill(opts.killSignal ?? 'SIGKILL');
       }
     };
     const timer = setInterval(poll, opts.pollMs ?? 50);

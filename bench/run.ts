@@ -398,6 +398,8 @@ interface ResumeVariant {
   id: string;
   name: string;
   transfer: Record<string, unknown>;
+  /** How the first run is stopped (default SIGKILL). */
+  signal?: NodeJS.Signals;
 }
 
 function resumeVariants(s: BenchSettings): ResumeVariant[] {
@@ -435,7 +437,7 @@ async function measureResume(
     const stateDir = join(ctx.work, `state-resume-${variant.id}`);
     const dir = join(ctx.work, `resume-${variant.id}`);
     const threshold = cleanBytes * ctx.s.killAt + killOffset;
-    const first = await runFerrySync({ dir, sourceUrl: from.url, destinationUrl: dest.url, stateDir, transfer: variant.transfer, logFile: ctx.logFile(`resume-${variant.id}-1`), killWhen: () => dest.wan.bytesUp >= threshold });
+    const first = await runFerrySync({ dir, sourceUrl: from.url, destinationUrl: dest.url, stateDir, transfer: variant.transfer, logFile: ctx.logFile(`resume-${variant.id}-1`), killWhen: () => dest.wan.bytesUp >= threshold, killSignal: variant.signal });
     if (!first.killed) notes.push(`resume (${variant.name}): the first run finished before reaching ${Math.round(ctx.s.killAt * 100)}% and was not killed`);
     // Bytes already inside the emulated link still reach the registry after the kill: count them
     // for the first run.
@@ -571,6 +573,27 @@ async function measureMemory(ctx: Context, fullRss: number | undefined): Promise
           ratio: r.ratio,
           target: '<= 1.10x, identical',
           pass: r.ratio <= 1.1 && r.problems.length === 0,
+          note: resumeNote(r),
+        });
+      });
+      // A graceful stop with the default settings (big blobs resumable, no chunkSize): SIGTERM, a grace
+      // period shorter than the rest of the layer, then a rerun from the checkpoint.
+      const term: ResumeVariant = { id: 'term-big', name: `one ${mib} MiB layer, default settings, gracePeriod 2 s`, transfer: { concurrency: s.concurrency, gracePeriod: 2 }, signal: 'SIGTERM' };
+      const termTitle = `SIGTERM at ${Math.round(s.killAt * 100)}% then rerun (${term.name}): bytes of both runs`;
+      await phase('resume-term-big', termTitle, async () => {
+        const r = await measureResume(ctx, cleanBytes, term, { url: bigSource.url, ds: big });
+        (details.resume as Record<string, unknown> | undefined) ?? (details.resume = {});
+        (details.resume as Record<string, unknown>).termBig = r;
+        log(`resume (${term.name}): stopped at ${mb(r.firstBytes)} MB, rerun sent ${mb(r.secondBytes)} MB; ${(r.ratio * 100).toFixed(1)}% of a clean run; identical: ${r.problems.length === 0}`);
+        rows.push({
+          id: 'resume-term-big',
+          measurement: termTitle,
+          value: mb(r.firstBytes + r.secondBytes),
+          unit: 'MB',
+          baseline: { name: 'clean run', value: mb(cleanBytes), unit: 'MB' },
+          ratio: r.ratio,
+          target: '<= 1.05x, identical',
+          pass: r.ratio <= 1.05 && r.problems.length === 0,
           note: resumeNote(r),
         });
       });
