@@ -3,7 +3,7 @@
 import type { RegistryConfig } from '../config/schema.js';
 import { pullScope } from '../registry/auth.js';
 import type { RegistryClient } from '../registry/client.js';
-import { AuthError, RegistryError, UnreachableError } from '../registry/errors.js';
+import { AuthError, RegistryError, UnreachableError, isRepositoryScoped } from '../registry/errors.js';
 import { MediaTypes, isValidRepositoryName } from '../registry/media-types.js';
 import { cancelUpload, patchChunk, startUpload } from '../registry/upload.js';
 import type { CapabilityReport, ListOptions, Provider, SourceArtifact } from './types.js';
@@ -28,7 +28,7 @@ export class GenericProvider implements Provider {
       try {
         tags = await this.client.listTags(repository);
       } catch (err) {
-        if (!(err instanceof RegistryError) || err instanceof UnreachableError || !isPerRepository(err)) throw err;
+        if (!(err instanceof RegistryError) || err instanceof UnreachableError || !isRepositoryScoped(err)) throw err;
         options.onRepositoryProblem?.(repository, `tags could not be listed: ${err.message}`);
         continue;
       }
@@ -94,11 +94,6 @@ export class GenericProvider implements Provider {
  * Errors that concern one repository (gone, refused for that one, its name refused): the listing goes
  * on. Anything else (the registry unreachable, credentials refused everywhere) stops it.
  */
-function isPerRepository(err: RegistryError): boolean {
-  if (err instanceof AuthError) return err.status === 403;
-  return err.status === 404 || err.status === 403 || err.status === 400 || err.code === 'NAME_UNKNOWN' || err.code === 'NAME_INVALID';
-}
-
 /** Runs a probe: true when it works, false when the registry refused, the reason otherwise. */
 export async function probe(fn: () => Promise<unknown>): Promise<boolean | string> {
   try {

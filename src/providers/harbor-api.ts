@@ -27,7 +27,8 @@ import { Transport } from '../http/transport.js';
 import type { Authorizer } from '../http/types.js';
 import type { ArtifactKind } from '../config/schema.js';
 import type { SourceArtifact, TagInventoryEntry } from './types.js';
-import { AuthError, RegistryError, parseErrorBody } from '../registry/errors.js';
+import { AuthError, RegistryError, isRepositoryScoped, parseErrorBody } from '../registry/errors.js';
+import { isValidRepositoryName } from '../registry/media-types.js';
 
 export interface HarborApiOptions {
   /** Harbor's base URL, e.g. https://harbor.example.com (a path prefix is kept). */
@@ -64,6 +65,8 @@ export interface HarborListOptions {
   /** Also list ChartMuseum charts (Harbor <= 2.7). */
   includeChartMuseum?: boolean | undefined;
   signal?: AbortSignal | undefined;
+  /** One repository's trouble (an invalid name, its artifacts refused): reported here, the listing goes on. */
+  onRepositoryProblem?: ((repository: string, message: string) => void) | undefined;
 }
 
 export interface ChartMuseumOptions {
@@ -311,7 +314,18 @@ export class HarborApi {
         const repository = next.value;
         if (options.repositoryMayMatch && !options.repositoryMayMatch(repository)) continue;
         signal?.throwIfAborted();
-        yield* this.listRepositoryArtifacts(repository, signal);
+        if (!isValidRepositoryName(repository)) {
+          options.onRepositoryProblem?.(repository, `Harbor lists "${repository}", which is not a valid repository name; skipped`);
+          continue;
+        }
+        try {
+          yield* this.listRepositoryArtifacts(repository, signal);
+        } catch (err) {
+          // One repository's trouble is that repository's problem, never the whole listing's; one
+          // deleted while it was being listed (404) simply has nothing left to copy.
+          if (!(err instanceof RegistryError) || !isRepositoryScoped(err)) throw err;
+          if (err.status !== 404) options.onRepositoryProblem?.(repository, `artifacts could not be listed: ${err.message}`);
+        }
       }
       if (options.includeChartMuseum) yield* this.listChartMuseum(project, { repositoryMayMatch: options.repositoryMayMatch, signal });
     }

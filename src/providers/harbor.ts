@@ -28,6 +28,7 @@ export class HarborProvider extends GenericProvider {
       repositoryMayMatch: options.repositoryMayMatch,
       includeChartMuseum: options.includeChartMuseum && this.config.harbor?.chartMuseum !== false,
       signal: options.signal,
+      onRepositoryProblem: options.onRepositoryProblem,
     });
     const iterator = listing[Symbol.asyncIterator]();
     let first: IteratorResult<SourceArtifact>;

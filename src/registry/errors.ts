@@ -133,3 +133,12 @@ export function parseErrorBody(text: string): { code?: string; message?: string 
   const trimmed = remoteText(text, 200);
   return trimmed ? { message: trimmed } : {};
 }
+
+/**
+ * An answer about one repository (gone, forbidden, an invalid name), not about the registry: a listing
+ * reports it as that repository's problem and goes on with the others.
+ */
+export function isRepositoryScoped(err: RegistryError): boolean {
+  if (err instanceof AuthError) return err.status === 403;
+  return err.status === 404 || err.status === 403 || err.status === 400 || err.code === 'NAME_UNKNOWN' || err.code === 'NAME_INVALID';
+}

@@ -89,6 +89,8 @@ export interface HarborStubOptions {
   emptyLists?: 'omit' | 'null' | 'empty';
   /** Fill `accessories` even when with_accessory=false (an answer that carries them anyway). */
   alwaysAccessories?: boolean;
+  /** repository → status its artifact listing answers (a repository deleted or locked mid-listing). */
+  artifactListingStatus?: Record<string, number>;
 }
 
 export interface HarborStubRequest {
@@ -378,6 +380,8 @@ export async function startHarborStub(opts: HarborStubOptions = {}): Promise<Har
       if (!projects.has(project)) return fail(res, 404, 'NOT_FOUND', `project ${project} not found`);
       if (!visible(project, user)) return fail(res, 403, 'FORBIDDEN', 'forbidden');
       if (!repositoryNames.includes(repository)) return fail(res, 404, 'NOT_FOUND', `repository ${repository} not found`);
+      const injected = opts.artifactListingStatus?.[repository];
+      if (injected) return fail(res, injected, injected === 404 ? 'NOT_FOUND' : injected === 403 ? 'FORBIDDEN' : 'UNKNOWN', `injected by the stub (${injected})`);
       const list = artifacts
         .filter((a) => a.repository === repository && (opts.listAccessories || !a.accessoryOf))
         .sort((a, b) => Date.parse(b.pushTime ?? DEFAULT_TIME) - Date.parse(a.pushTime ?? DEFAULT_TIME));

@@ -395,3 +395,27 @@ describe('helpers', () => {
     expect(nextLink(prefixed, '</api/v2.0/projects?page=2>; rel="next"')?.href).toBe('https://h.example/harbor/api/v2.0/projects?page=2');
   });
 });
+
+describe('Harbor listing, one repository at a time (#14)', () => {
+  it('reports a repository whose artifacts are refused as its own problem, skips one deleted meanwhile, and lists the rest', async () => {
+    const stub = await startHarborStub({
+      artifacts: [
+        { repository: 'p/ok', digest: d('1'), tags: ['v1'] },
+        { repository: 'p/locked', digest: d('2'), tags: ['v1'] },
+        { repository: 'p/gone', digest: d('3'), tags: ['v1'] },
+        { repository: 'p/after', digest: d('4'), tags: ['v1'] },
+      ],
+      artifactListingStatus: { 'p/locked': 403, 'p/gone': 404 },
+    });
+    try {
+      const api = new HarborApi({ url: stub.url, registry: 'idc', retryDelayMs: 1 });
+      const problems: string[] = [];
+      const listed = await collect(api.listArtifacts({ onRepositoryProblem: (repo, message) => problems.push(`${repo}: ${message}`) }));
+      expect(listed.map((a) => a.repository).sort()).toEqual(['p/after', 'p/ok']);
+      expect(problems).toHaveLength(1);
+      expect(problems[0]).toMatch(/^p\/locked: artifacts could not be listed: .*403/);
+    } finally {
+      await stub.close();
+    }
+  });
+});
