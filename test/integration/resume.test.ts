@@ -77,6 +77,26 @@ async function expectSameImage(repo: string, tag: string, image: TestImage): Pro
   }
 }
 
+/** Syncs chunk/big into `namespace` with `transfer`, checks the copy, and returns the digests whose uploads were checkpointed. */
+async function syncBigRecordingCheckpoints(namespace: string, transfer: Record<string, unknown>): Promise<string[]> {
+  const engine = new Engine(config(namespace, ['chunk/big'], transfer), { stateDir: tempDir(`ferry-${namespace}-`) });
+  const checkpointed: string[] = [];
+  const { state } = engine;
+  const checkpointUpload = state.checkpointUpload.bind(state);
+  state.checkpointUpload = async (reg, repo, d, loc, off) => {
+    checkpointed.push(d);
+    await checkpointUpload(reg, repo, d, loc, off);
+  };
+  try {
+    const report = await engine.sync();
+    expect(report.rules[0]!.artifacts.copied).toBe(1);
+    await expectSameImage(`${namespace}/chunk/big`, '1', big);
+  } finally {
+    await engine.close();
+  }
+  return checkpointed;
+}
+
 describe('copy by chunk', () => {
   it('uploads every blob as PATCH chunks of transfer.chunkSize with Content-Range, then an empty PUT ?digest=', async () => {
     const engine = new Engine(config('c1', ['chunk/small']), { stateDir: false });
@@ -140,21 +160,7 @@ describe('copy by chunk', () => {
     // A registry may announce any minimum chunk (up to the whole blob); buffering it would put the
     // whole blob in memory. Such a blob is streamed chunk by chunk instead: no checkpoints.
     dst.setFaults({ responseHeaders: { match: /^POST \/v2\/.+\/blobs\/uploads\/$/, headers: { 'OCI-Chunk-Min-Length': String(2 ** 40) } } });
-    const engine = new Engine(config('c9', ['chunk/big'], { chunkSize: '128KiB', resumeThreshold: '256KiB' }), { stateDir: tempDir('ferry-chunk-min-') });
-    const checkpointed: string[] = [];
-    const { state } = engine;
-    const checkpointUpload = state.checkpointUpload.bind(state);
-    state.checkpointUpload = async (reg, repo, d, loc, off) => {
-      checkpointed.push(d);
-      await checkpointUpload(reg, repo, d, loc, off);
-    };
-    try {
-      const report = await engine.sync();
-      expect(report.rules[0]!.artifacts.copied).toBe(1);
-      await expectSameImage('c9/chunk/big', '1', big);
-    } finally {
-      await engine.close();
-    }
+    const checkpointed = await syncBigRecordingCheckpoints('c9', { chunkSize: '128KiB', resumeThreshold: '256KiB' });
     expect(checkpointed).not.toContain(bigLayer().digest);
     // One streamed PATCH carried the whole big layer (the minimum exceeds the blob).
     const patches = dst.requests.filter((r) => r.method === 'PATCH' && /\/blobs\/uploads\//.test(r.path));
@@ -162,21 +168,7 @@ describe('copy by chunk', () => {
   });
 
   it('with the defaults (no chunkSize), uploads blobs of resumeThreshold and more resumably, smaller ones in one PUT', async () => {
-    const engine = new Engine(config('c10', ['chunk/big'], { chunkSize: undefined, resumeThreshold: '256KiB' }), { stateDir: tempDir('ferry-default-resume-') });
-    const checkpointed: string[] = [];
-    const { state } = engine;
-    const checkpointUpload = state.checkpointUpload.bind(state);
-    state.checkpointUpload = async (reg, repo, d, loc, off) => {
-      checkpointed.push(d);
-      await checkpointUpload(reg, repo, d, loc, off);
-    };
-    try {
-      const report = await engine.sync();
-      expect(report.rules[0]!.artifacts.copied).toBe(1);
-      await expectSameImage('c10/chunk/big', '1', big);
-    } finally {
-      await engine.close();
-    }
+    const checkpointed = await syncBigRecordingCheckpoints('c10', { chunkSize: undefined, resumeThreshold: '256KiB' });
     expect(checkpointed).toContain(bigLayer().digest);
     expect(checkpointed).not.toContain(big.config.digest);
     const uploads = dst.requests.filter((r) => /\/v2\/c10\/.+\/blobs\/uploads\//.test(r.path));
