@@ -1,5 +1,5 @@
 // The PostgreSQL state (state.url) against a real PostgreSQL server started for the test
-// (test/helpers/postgres.ts): the same StateStore contract as the SQLite default, schema creation by
+// (test/helpers/postgres.ts): the StateStore contract (contract.ts, as for SQLite), schema creation by
 // several processes at once, a database that goes away mid-run, and `ferry sync` on it end to end.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
@@ -7,86 +7,21 @@ import { Engine } from '../../src/engine/engine.js';
 import { openState } from '../../src/state/index.js';
 import { PostgresState, StateDatabaseError, redactUrl } from '../../src/state/postgres.js';
 import { type TestPostgres, postgresAvailable, startPostgres } from '../helpers/postgres.js';
+import { describeStateContract } from './contract.js';
 import { type TestRegistry, buildImage, getManifest, pushImage, startProxy, startRegistry } from '../helpers/index.js';
 
-let server: TestPostgres;
+let server: TestPostgres | undefined;
 let dbs = 0;
-const freshDb = () => server.createDatabase(`t${++dbs}`);
+const freshDb = () => server!.createDatabase(`t${++dbs}`);
+
+afterAll(async () => {
+  await server?.stop();
+});
 
 describe.runIf(postgresAvailable())('PostgresState', () => {
   beforeAll(async () => {
-    server = await startPostgres();
+    server ??= await startPostgres();
   }, 60_000);
-  afterAll(async () => {
-    await server?.stop();
-  });
-
-  it('records blobs, mount sources, manifests and upload checkpoints, and finds them after a reopen', async () => {
-    const url = await freshDb();
-    const s = new PostgresState(url);
-    await s.checkpointUpload('d@h', 'a/b', 'sha256:1', 'http://r/v2/a/b/blobs/uploads/x', 1024);
-    expect(await s.upload('d@h', 'a/b', 'sha256:1')).toMatchObject({ location: 'http://r/v2/a/b/blobs/uploads/x', offset: 1024 });
-    // Not awaited: a read sees every write issued before it.
-    void s.recordBlob('d@h', 'a/b', 'sha256:1', 10);
-    void s.recordBlob('d@h', 'a/c', 'sha256:1', 10);
-    void s.recordBlob('other@h', 'a/d', 'sha256:1', 10);
-    void s.recordManifest('d@h', 'a/b', 'sha256:m');
-    expect(await s.knownBlob('d@h', 'a/b', 'sha256:1')).toMatchObject({ size: 10 });
-    expect(await s.upload('d@h', 'a/b', 'sha256:1')).toBeUndefined(); // the blob is complete: its session is done
-    expect((await s.mountSources('d@h', 'sha256:1')).sort()).toEqual(['a/b', 'a/c']);
-    await s.forgetBlob('d@h', 'a/c', 'sha256:1');
-    await s.checkpointUpload('d@h', 'a/b', 'sha256:2', 'http://r/v2/a/b/blobs/uploads/y', 4096);
-    await s.checkpointUpload('d@h', 'a/b', 'sha256:3', 'http://r/v2/a/b/blobs/uploads/z', 1);
-    await s.clearUpload('d@h', 'a/b', 'sha256:3');
-    await s.close();
-
-    const again = openState({ url });
-    expect(again.info).toMatchObject({ kind: 'postgres', readOnly: false });
-    expect(await again.knownBlob('d@h', 'a/b', 'sha256:1')).toMatchObject({ size: 10 });
-    expect(await again.knownBlob('d@h', 'a/c', 'sha256:1')).toBeUndefined();
-    expect(await again.mountSources('d@h', 'sha256:1')).toEqual(['a/b']);
-    expect(await again.knownManifest('d@h', 'a/b', 'sha256:m')).toBeDefined();
-    expect(await again.knownManifest('d@h', 'a/c', 'sha256:m')).toBeUndefined();
-    expect(await again.upload('d@h', 'a/b', 'sha256:2')).toMatchObject({ offset: 4096 });
-    expect(await again.upload('d@h', 'a/b', 'sha256:3')).toBeUndefined();
-    await again.close();
-  });
-
-  it('keeps rule state per destination, in pages, and starts clean when a rule points elsewhere', async () => {
-    const url = await freshDb();
-    const tag = (i: number, digest = `sha256:${i}`) => ({ sourceRepository: `src/r${i % 7}`, sourceTag: `v${i}`, repository: `dst/r${i % 7}`, tag: `v${i}`, digest });
-    const s = new PostgresState(url);
-    await s.recordPushed('r', 'd@h', Array.from({ length: 2500 }, (_, i) => tag(i)));
-    await s.recordPushed('r', 'd@h', [tag(1, 'sha256:new')]);
-    await s.recordPushed('other', 'd@h', [tag(1)]);
-    await s.forgetPushed('r', 'd@h', 'src/r2', 'v2');
-    const all = [];
-    for await (const t of s.pushed('r', 'd@h')) all.push(t);
-    expect(all).toHaveLength(2499);
-    expect(all.find((t) => t.sourceTag === 'v1')?.digest).toBe('sha256:new');
-    expect(await s.pushedManifest('r', 'd@h', 'dst/r3', 'sha256:3')).toEqual([tag(3)]);
-    const elsewhere = [];
-    for await (const t of s.pushed('r', 'x@elsewhere')) elsewhere.push(t);
-    expect(elsewhere).toEqual([]);
-    await s.recordPushed('r', 'x@elsewhere', [tag(9)]);
-    const old = [];
-    for await (const t of s.pushed('r', 'd@h')) old.push(t);
-    expect(old).toEqual([]); // never delete at the old destination from memories of the new one
-    await s.close();
-  });
-
-  it('stores the execution history, newest first, and keeps the numbering after deletions', async () => {
-    const url = await freshDb();
-    const s = new PostgresState(url);
-    for (const id of [1, 2, 3]) await s.saveExecution({ id, rule: id === 2 ? 'b' : 'a', status: 'ok', summary: { id }, detail: { id, items: [id] } });
-    expect((await s.executions()).map((e) => e.id)).toEqual([3, 2, 1]);
-    expect((await s.executions({ rule: 'a', limit: 1 })).map((e) => e.id)).toEqual([3]);
-    expect(await s.execution(2)).toMatchObject({ rule: 'b', summary: { id: 2 }, detail: { items: [2] } });
-    await s.deleteExecutions([3]);
-    expect(await s.execution(3)).toBeUndefined();
-    expect(await s.lastExecutionId()).toBe(3);
-    await s.close();
-  });
 
   it('creates its schema once when several processes open a new database together; read-only stores never write', async () => {
     const url = await freshDb();
@@ -110,6 +45,14 @@ describe.runIf(postgresAvailable())('PostgresState', () => {
     await s.close();
   });
 });
+
+if (postgresAvailable()) {
+  describeStateContract('PostgreSQL', async () => {
+    server ??= await startPostgres();
+    const url = await freshDb();
+    return () => new PostgresState(url);
+  });
+}
 
 describe.runIf(postgresAvailable())('ferry sync on state.url', () => {
   let source: TestRegistry;
