@@ -23,25 +23,15 @@ import { runChild } from './proc.js';
 import type { RawCopyJob, RawCopyResult } from './raw-copy.js';
 import { RawRegistry } from './raw.js';
 import { ensureRegsync, regsyncOnce, regsyncVersion } from './regsync.js';
-import { runScaleScenario } from './scale.js';
+import { type ScaleRow, runScaleScenario } from './scale.js';
 import { skopeoSync, skopeoVersion } from './skopeo.js';
 import { type Sample, analyseRate } from './windows.js';
 
 // ---------------------------------------------------------------------------------------------
 // results
 
-interface Row {
-  id: string;
-  measurement: string;
-  value: number | null;
-  unit: string;
-  baseline?: { name: string; value: number; unit: string } | undefined;
-  /** value / baseline. */
-  ratio?: number | undefined;
-  target?: string | undefined;
-  pass?: boolean | undefined;
-  note?: string | undefined;
-}
+/** One result row (the scale scenario's rows are the same shape and go into the same table). */
+type Row = ScaleRow;
 
 const rows: Row[] = [];
 const details: Record<string, unknown> = {};

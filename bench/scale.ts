@@ -36,6 +36,7 @@ export interface ScaleRow {
   value: number | null;
   unit: string;
   baseline?: { name: string; value: number; unit: string } | undefined;
+  /** value / baseline. */
   ratio?: number | undefined;
   target?: string | undefined;
   pass?: boolean | undefined;
