@@ -9,7 +9,7 @@ import type { StateStore } from './types.js';
 
 export { StateLockedError } from './types.js';
 export { StateDatabaseError } from './postgres.js';
-export type { DestinationState, ExecutionHistory, PushedTag, Recorded, RuleState, StateInfo, StateStore, StoredExecution, UploadCheckpoint } from './types.js';
+export type { DestinationState, ExecutionHistory, ExecutionQuery, PushedTag, Recorded, RuleState, StateInfo, StateStore, StoredExecution, UploadCheckpoint } from './types.js';
 
 export interface OpenStateOptions {
   /** The state directory; undefined keeps the state in memory (tests, one-off copies). */

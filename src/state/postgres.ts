@@ -8,7 +8,7 @@
 // recorded as copied).
 import pg from 'pg';
 import type { Logger } from 'pino';
-import type { PushedTag, Recorded, StateInfo, StateStore, StoredExecution, UploadCheckpoint } from './types.js';
+import type { ExecutionQuery, PushedTag, Recorded, StateInfo, StateStore, StoredExecution, UploadCheckpoint } from './types.js';
 
 /** Schema version of the PostgreSQL state (the `ferry_meta` row `schema`). */
 export const PG_SCHEMA_VERSION = 1;
@@ -341,10 +341,26 @@ export class PostgresState implements StateStore {
     return Math.max(Number(row?.id ?? 0), Number(row?.recorded ?? 0));
   }
 
-  async executions(opts: { limit?: number | undefined; rule?: string | undefined } = {}): Promise<Array<Omit<StoredExecution, 'detail'>>> {
+  async allocateExecutionId(): Promise<number> {
+    // One statement: concurrent callers (other replicas) queue on the ferry_meta row, each gets its
+    // own id. Above ids stored by an older Ferry too, which did not record lastExecutionId first.
+    const [row] = await this.serial(() =>
+      this.run<{ value: string }>(
+        `INSERT INTO ferry_meta (key, value) VALUES ('lastExecutionId', (SELECT COALESCE(max(id), 0) + 1 FROM ferry_executions)::text)
+         ON CONFLICT (key) DO UPDATE SET value = (GREATEST(ferry_meta.value::bigint, (SELECT COALESCE(max(id), 0) FROM ferry_executions)) + 1)::text
+         RETURNING value`,
+        [],
+      ),
+    );
+    return Number(row!.value);
+  }
+
+  async executions(opts: ExecutionQuery = {}): Promise<Array<Omit<StoredExecution, 'detail'>>> {
     const rows = await this.q<{ id: string; rule: string; status: string; summary: unknown }>(
-      `SELECT id, rule, status, summary FROM ferry_executions WHERE ($1::text IS NULL OR rule = $1) ORDER BY id DESC LIMIT $2`,
-      [opts.rule ?? null, opts.limit ?? null],
+      `SELECT id, rule, status, summary FROM ferry_executions
+       WHERE ($1::text IS NULL OR rule = $1) AND ($3::text[] IS NULL OR status = ANY($3::text[]))
+       ORDER BY id DESC LIMIT $2`,
+      [opts.rule ?? null, opts.limit ?? null, opts.statuses ? [...opts.statuses] : null],
     );
     return rows.map((r) => ({ id: Number(r.id), rule: r.rule, status: r.status, summary: r.summary }));
   }

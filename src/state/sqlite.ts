@@ -23,7 +23,7 @@ import { hasLegacyState, importLegacyState } from './legacy.js';
 import { type StateLock, lockStateDir } from './lock.js';
 import { REGISTRY_ID, decodeDigest, encodeDigest } from './codec.js';
 import { MIGRATE_1_TO_2, MIGRATE_1_TO_2_COPY, SCHEMA, SCHEMA_VERSION } from './schema.js';
-import type { PushedTag, Recorded, StateInfo, StateStore, StoredExecution, UploadCheckpoint } from './types.js';
+import type { ExecutionQuery, PushedTag, Recorded, StateInfo, StateStore, StoredExecution, UploadCheckpoint } from './types.js';
 
 export const DB_FILE = 'ferry.db';
 
@@ -322,10 +322,24 @@ export class SqliteState implements StateStore {
     });
   }
 
-  executions(opts: { limit?: number | undefined; rule?: string | undefined } = {}): Promise<Array<Omit<StoredExecution, 'detail'>>> {
+  allocateExecutionId(): Promise<number> {
+    let id = 0;
+    // A write, so it is ordered with the saves before it and durable when it settles.
+    return this.write(() => {
+      const row = this.s.lastExecution.get() as { id: number | null };
+      const recorded = Number((this.s.getMeta.get('lastExecutionId') as { value: string } | undefined)?.value ?? 0);
+      id = Math.max(row.id ?? 0, recorded) + 1;
+      this.s.maxMeta.run('lastExecutionId', String(id));
+    }, 'full').then(() => id);
+  }
+
+  executions(opts: ExecutionQuery = {}): Promise<Array<Omit<StoredExecution, 'detail'>>> {
     return this.read(() => {
-      const limit = opts.limit ?? -1;
-      const rows = (opts.rule === undefined ? this.s.executions.all(limit) : this.s.executionsOfRule.all(opts.rule, limit)) as ExecutionRow[];
+      // The status filter is applied here: the local history is small (daemon.historyLimit rows).
+      const statuses = opts.statuses && new Set(opts.statuses);
+      const limit = statuses ? -1 : (opts.limit ?? -1);
+      let rows = (opts.rule === undefined ? this.s.executions.all(limit) : this.s.executionsOfRule.all(opts.rule, limit)) as ExecutionRow[];
+      if (statuses) rows = rows.filter((r) => statuses.has(r.status)).slice(0, opts.limit ?? Infinity);
       return rows.map((r) => ({ id: r.id, rule: r.rule, status: r.status, summary: JSON.parse(r.summary) as unknown }));
     });
   }

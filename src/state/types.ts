@@ -82,12 +82,24 @@ export interface StoredExecution {
   detail?: unknown;
 }
 
+export interface ExecutionQuery {
+  limit?: number | undefined;
+  rule?: string | undefined;
+  statuses?: readonly string[] | undefined;
+}
+
 /** The daemon's execution history. Retention is the caller's (daemon.historyLimit). */
 export interface ExecutionHistory {
-  /** The highest id ever stored (0 when none): new executions continue the numbering. */
+  /** The highest id ever stored or allocated (0 when none): new executions continue the numbering. */
   lastExecutionId(): Promise<number>;
-  /** Summaries, newest first, at most `limit`. */
-  executions(opts?: { limit?: number | undefined; rule?: string | undefined }): Promise<Array<Omit<StoredExecution, 'detail'>>>;
+  /**
+   * A new execution id, above every id stored or allocated before and never handed out twice, also
+   * to other processes on the same database (daemon replicas on PostgreSQL: ids are unique across
+   * them without a process keeping a counter of its own).
+   */
+  allocateExecutionId(): Promise<number>;
+  /** Summaries, newest first, at most `limit`; only of `rule` and only in `statuses` when given. */
+  executions(opts?: ExecutionQuery): Promise<Array<Omit<StoredExecution, 'detail'>>>;
   /** The whole record (with its artifact-level log), or undefined. */
   execution(id: number): Promise<StoredExecution | undefined>;
   saveExecution(e: StoredExecution): Promise<void>;

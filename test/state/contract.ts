@@ -83,5 +83,43 @@ export function describeStateContract(name: string, fresh: () => Promise<OpenSto
       expect(await again.lastExecutionId()).toBe(3);
       await again.close();
     });
+
+    it('allocates execution ids above every stored one, never twice, also to stores opened side by side', async () => {
+      const open = await fresh();
+      const s = open();
+      await s.saveExecution({ id: 7, rule: 'a', status: 'ok', summary: {} });
+      expect(await s.allocateExecutionId()).toBe(8);
+      await s.close();
+      // Two stores at once where the backend allows it (PostgreSQL: daemon replicas), else one after the other.
+      const first = open();
+      const ids = await Promise.all(Array.from({ length: 20 }, () => first.allocateExecutionId()));
+      let second: StateStore | undefined;
+      try {
+        second = open();
+      } catch {
+        await first.close();
+        second = open();
+      }
+      ids.push(...(await Promise.all(Array.from({ length: 20 }, () => second!.allocateExecutionId()))));
+      expect(new Set(ids).size).toBe(40);
+      expect(Math.min(...ids)).toBeGreaterThan(8);
+      expect(await second.lastExecutionId()).toBe(Math.max(...ids));
+      await Promise.all([first.close(), second.close()]);
+      const again = open();
+      expect(await again.allocateExecutionId()).toBe(Math.max(...ids) + 1);
+      await again.close();
+    });
+
+    it('lists executions by status', async () => {
+      const open = await fresh();
+      const s = open();
+      const statuses = ['ok', 'running', 'queued', 'failed', 'running'];
+      for (const [i, status] of statuses.entries()) await s.saveExecution({ id: i + 1, rule: i % 2 ? 'b' : 'a', status, summary: { id: i + 1 } });
+      expect((await s.executions({ statuses: ['running', 'queued'] })).map((e) => e.id)).toEqual([5, 3, 2]);
+      expect((await s.executions({ statuses: ['running', 'queued'], limit: 1 })).map((e) => e.id)).toEqual([5]);
+      expect((await s.executions({ statuses: ['running'], rule: 'b' })).map((e) => e.id)).toEqual([2]);
+      expect(await s.executions({ statuses: [] })).toEqual([]);
+      await s.close();
+    });
   });
 }
