@@ -186,6 +186,13 @@ export const configSchema = z
     state: z
       .strictObject({
         url: z.string().regex(/^postgres(?:ql)?:\/\/.+/, 'expected a PostgreSQL URL, postgres://user:password@host:5432/database').optional(),
+        /**
+         * Seconds without a heartbeat after which a cooperating worker counts as dead: its leased
+         * repositories and blob claims go to the others, and it no longer takes a share of the limits.
+         */
+        leaseTimeout: z.number().positive().max(3600).default(30),
+        /** Cooperate with the other processes on this state.url (leases, blob claims, shared limits); false: run whole. */
+        cooperate: z.boolean().default(true),
       })
       .optional(),
   })

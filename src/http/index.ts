@@ -2,7 +2,7 @@
 export { type Credentials, basicAuthorization, basicAuthorizer, REFRESHED_CREDENTIALS, type AuthAnswer } from './auth.js';
 export { bufferedBody, readBody, readBodyText, readErrorText } from './body.js';
 export { NetworkError, USER_AGENT, isNetworkError, trustedCertificates } from './dispatch.js';
-export { ByteBudget, type RequestLimits } from './limits.js';
+export { ByteBudget, LimitShare, type RequestLimits } from './limits.js';
 export { RequestCounter, type RequestEvent, type RequestObserver } from './observe.js';
 export { MAX_PAGES, PageCursor, linkNext } from './pagination.js';
 export { MAX_REDIRECTS } from './redirects.js';

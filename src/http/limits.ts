@@ -14,6 +14,89 @@ export interface RequestLimits {
   maxConcurrency?: number | undefined;
   /** Bytes of blob bodies in flight. */
   bodyBytes?: number | undefined;
+  /**
+   * Cooperating workers on one PostgreSQL state (issue 12) share each registry's limits: this process
+   * gets `1 / share.workers` of the request rate and of the requests in flight, re-read as it changes.
+   */
+  share?: LimitShare | undefined;
+}
+
+/**
+ * How many live workers share the configured limits (1 without cooperation). The coordinator sets it
+ * from the workers' heartbeats; every limiter and bandwidth bucket of the process follows it.
+ */
+export class LimitShare {
+  private count = 1;
+  private readonly listeners = new Set<(workers: number) => void>();
+
+  get workers(): number {
+    return this.count;
+  }
+
+  /** This process's part of a configured figure (at least `min`). */
+  part(figure: number, min = 0): number {
+    return Math.max(min, figure / this.count);
+  }
+
+  set(workers: number): void {
+    const n = Math.max(1, Math.floor(workers));
+    if (n === this.count) return;
+    this.count = n;
+    for (const l of this.listeners) l(n);
+  }
+
+  onChange(listener: (workers: number) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+}
+
+/**
+ * Requests started per second, as a sliding one-second window whose cap is re-read for every request
+ * (so a share that changes applies at once). Waiters are served in order.
+ */
+class RequestRate {
+  private readonly started: number[] = [];
+  private readonly waiting: Array<() => void> = [];
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly cap: () => number) {}
+
+  acquire(signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted();
+    return new Promise((resolve, reject) => {
+      const grant = () => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      const onAbort = () => {
+        const i = this.waiting.indexOf(grant);
+        if (i >= 0) this.waiting.splice(i, 1);
+        reject(signal!.reason);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.waiting.push(grant);
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    const now = performance.now();
+    while (this.started.length && now - this.started[0]! >= 1000) this.started.shift();
+    const cap = Math.max(1, Math.floor(this.cap()));
+    while (this.waiting.length && this.started.length < cap) {
+      this.started.push(now);
+      this.waiting.shift()!();
+    }
+    if (this.waiting.length && !this.timer) {
+      const wait = Math.max(1, 1000 - (now - this.started[0]!));
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        this.pump();
+      }, wait);
+      this.timer.unref?.();
+    }
+  }
 }
 
 /**
@@ -79,12 +162,17 @@ export class ByteBudget {
  * layer pushes, as SWR's per-tenant limit needs). A slot is held until the answer's headers arrive.
  */
 export function limitsLayer(limits: RequestLimits): Layer {
-  const { requestsPerSecond, maxConcurrency, bodyBytes } = limits;
-  const rate = requestsPerSecond ? new PQueue({ intervalCap: Math.max(1, Math.floor(requestsPerSecond)), interval: 1000 }) : undefined;
-  const slots = maxConcurrency ? new PQueue({ concurrency: maxConcurrency }) : undefined;
+  const { requestsPerSecond, maxConcurrency, bodyBytes, share } = limits;
+  const rate = requestsPerSecond ? new RequestRate(() => (share ? share.part(requestsPerSecond, 1) : requestsPerSecond)) : undefined;
+  const slotsFor = (n: number) => Math.max(1, Math.floor(share ? share.part(n, 1) : n));
+  const slots = maxConcurrency ? new PQueue({ concurrency: slotsFor(maxConcurrency) }) : undefined;
+  if (slots && share) share.onChange(() => (slots.concurrency = slotsFor(maxConcurrency!)));
   const budget = bodyBytes && bodyBytes > 0 ? new ByteBudget(bodyBytes) : undefined;
   const opts = (req: HttpRequest) => ({ throwOnTimeout: true as const, ...(req.signal ? { signal: req.signal } : {}) });
-  const rated = (send: () => Promise<HttpResponse>, req: HttpRequest) => (rate ? rate.add(send, opts(req)) : send());
+  const rated = async (send: () => Promise<HttpResponse>, req: HttpRequest) => {
+    if (rate) await rate.acquire(req.signal);
+    return send();
+  };
   return (next) => async (req: HttpRequest) => {
     if (req.blobBody && budget) {
       const release = await budget.acquire(req.bodyBytes ?? 0, req.signal);

@@ -16,7 +16,7 @@ export class GenericProvider implements Provider {
   ) {}
 
   async *listArtifacts(options: ListOptions = {}): AsyncIterable<SourceArtifact> {
-    for await (const repository of this.client.catalog()) {
+    for await (const repository of options.repositories ?? this.client.catalog()) {
       if (options.signal?.aborted) return;
       if (options.repositoryMayMatch && !options.repositoryMayMatch(repository)) continue;
       // One repository's trouble is that repository's problem, never the whole listing's.

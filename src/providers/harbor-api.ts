@@ -67,6 +67,8 @@ export interface HarborListOptions {
   signal?: AbortSignal | undefined;
   /** One repository's trouble (an invalid name, its artifacts refused): reported here, the listing goes on. */
   onRepositoryProblem?: ((repository: string, message: string) => void) | undefined;
+  /** Only these repositories, in this order (a cooperating worker's leased ones): projects are not enumerated. */
+  repositories?: AsyncIterable<string> | undefined;
 }
 
 export interface ChartMuseumOptions {
@@ -297,6 +299,10 @@ export class HarborApi {
   /** Everything: projects → repositories → artifacts, then (optionally) each project's ChartMuseum charts. */
   async *listArtifacts(options: HarborListOptions = {}): AsyncIterable<SourceArtifact> {
     const { signal } = options;
+    if (options.repositories) {
+      yield* this.listNamedRepositories(options.repositories, options);
+      return;
+    }
     const projects: AsyncIterable<string> | string[] = options.projects ?? this.projectNames(signal);
     for await (const project of projects) {
       signal?.throwIfAborted();
@@ -313,21 +319,41 @@ export class HarborApi {
       for (; !next.done; next = await repositories.next()) {
         const repository = next.value;
         if (options.repositoryMayMatch && !options.repositoryMayMatch(repository)) continue;
-        signal?.throwIfAborted();
-        if (!isValidRepositoryName(repository)) {
-          options.onRepositoryProblem?.(repository, `Harbor lists "${repository}", which is not a valid repository name; skipped`);
-          continue;
-        }
-        try {
-          yield* this.listRepositoryArtifacts(repository, signal);
-        } catch (err) {
-          // One repository's trouble is that repository's problem, never the whole listing's; one
-          // deleted while it was being listed (404) simply has nothing left to copy.
-          if (!(err instanceof RegistryError) || !isRepositoryScoped(err)) throw err;
-          if (err.status !== 404) options.onRepositoryProblem?.(repository, `artifacts could not be listed: ${err.message}`);
-        }
+        yield* this.repositoryArtifacts(repository, options);
       }
       if (options.includeChartMuseum) yield* this.listChartMuseum(project, { repositoryMayMatch: options.repositoryMayMatch, signal });
+    }
+  }
+
+  /** One repository's artifacts; its trouble is reported for it. Resolves false when Harbor has no such repository. */
+  private async *repositoryArtifacts(repository: string, options: HarborListOptions): AsyncGenerator<SourceArtifact, boolean> {
+    options.signal?.throwIfAborted();
+    if (!isValidRepositoryName(repository)) {
+      options.onRepositoryProblem?.(repository, `Harbor lists "${repository}", which is not a valid repository name; skipped`);
+      return true;
+    }
+    try {
+      yield* this.listRepositoryArtifacts(repository, options.signal);
+      return true;
+    } catch (err) {
+      // One repository's trouble is that repository's problem, never the whole listing's; one
+      // deleted while it was being listed (404) simply has nothing left to copy.
+      if (!(err instanceof RegistryError) || !isRepositoryScoped(err)) throw err;
+      if (err.status !== 404) options.onRepositoryProblem?.(repository, `artifacts could not be listed: ${err.message}`);
+      return err.status !== 404;
+    }
+  }
+
+  /**
+   * Named repositories (a cooperating worker's units). A name Harbor has no OCI repository for may be
+   * a ChartMuseum chart ("<project>/<chart>", as the full listing names them): its versions then.
+   */
+  private async *listNamedRepositories(names: AsyncIterable<string>, options: HarborListOptions): AsyncIterable<SourceArtifact> {
+    for await (const repository of names) {
+      const found = yield* this.repositoryArtifacts(repository, options);
+      if (found || !options.includeChartMuseum || !repository.includes('/')) continue;
+      const project = repository.slice(0, repository.indexOf('/'));
+      yield* this.listChartMuseum(project, { repositoryMayMatch: (r) => r === repository, signal: options.signal });
     }
   }
 

@@ -29,6 +29,7 @@ export class HarborProvider extends GenericProvider {
       includeChartMuseum: options.includeChartMuseum && this.config.harbor?.chartMuseum !== false,
       signal: options.signal,
       onRepositoryProblem: options.onRepositoryProblem,
+      repositories: options.repositories,
     });
     const iterator = listing[Symbol.asyncIterator]();
     let first: IteratorResult<SourceArtifact>;

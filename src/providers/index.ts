@@ -3,6 +3,7 @@
 import type { Logger } from 'pino';
 import type { RegistryConfig, TransferConfig } from '../config/schema.js';
 import type { RequestCounter, RequestObserver } from '../http/observe.js';
+import type { LimitShare, RequestLimits } from '../http/limits.js';
 import type { CredentialSource } from '../registry/auth.js';
 import { RegistryClient } from '../registry/client.js';
 import { GenericProvider } from './generic.js';
@@ -22,6 +23,8 @@ export interface ProviderOptions {
   requests?: RequestCounter | undefined;
   /** Called once per HTTP request (method, URL without query, status, duration): the CLI logs it at debug level. */
   onRequest?: RequestObserver | undefined;
+  /** Cooperating workers share each registry's `limits` (issue 12): this process's part follows it. */
+  limitShare?: LimitShare | undefined;
 }
 
 export function staticCredentials(config: RegistryConfig): CredentialSource {
@@ -38,13 +41,17 @@ export function createClient(name: string, config: RegistryConfig, opts: Provide
     caFile: config.caFile,
     retries: opts.transfer.retries,
     requestTimeoutMs: opts.transfer.requestTimeout * 1000,
-    limits: config.limits ?? (config.kind === 'swr' ? SWR_DEFAULT_LIMITS : undefined),
+    limits: withShare(config.limits ?? (config.kind === 'swr' ? SWR_DEFAULT_LIMITS : undefined), opts.limitShare),
     connections: Math.max(8, opts.transfer.concurrency * 2),
     logger: opts.logger,
     onRetry: () => opts.onRetry?.(name),
     counter: opts.requests,
     observer: opts.onRequest,
   });
+}
+
+function withShare(limits: RequestLimits | undefined, share: LimitShare | undefined): RequestLimits | undefined {
+  return limits && share ? { ...limits, share } : limits;
 }
 
 /** Options of a cloud API's own transport: the run's request counter and observer. */

@@ -39,7 +39,7 @@ export class SwrProvider extends GenericProvider {
   override listArtifacts(options: ListOptions = {}): AsyncIterable<SourceArtifact> {
     const api = this.namespaces instanceof SwrApi ? this.namespaces : undefined;
     if (!api || !this.listTagInventory) return super.listArtifacts(options);
-    return listThroughInventory(api.listRepositories(), (r) => this.listTagInventory!(r, { signal: options.signal }), options, () => super.listArtifacts(options));
+    return listThroughInventory(options.repositories ?? api.listRepositories(), (r) => this.listTagInventory!(r, { signal: options.signal }), options, () => super.listArtifacts(options));
   }
 
   override validateDestination(repository: string): string | undefined {

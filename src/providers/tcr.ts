@@ -34,7 +34,7 @@ export class TcrProvider extends GenericProvider {
   override listArtifacts(options: ListOptions = {}): AsyncIterable<SourceArtifact> {
     const api = this.api;
     if (!api || !this.listTagInventory) return super.listArtifacts(options);
-    return listThroughInventory(api.listRepositories(), (r) => this.listTagInventory!(r, { signal: options.signal }), options, () => super.listArtifacts(options));
+    return listThroughInventory(options.repositories ?? api.listRepositories(), (r) => this.listTagInventory!(r, { signal: options.signal }), options, () => super.listArtifacts(options));
   }
 
   override validateDestination(repository: string): string | undefined {

@@ -46,6 +46,11 @@ export interface ListOptions {
    * listing reports it here and goes on with the others; the plan reports it for that repository.
    */
   onRepositoryProblem?: (repository: string, message: string) => void;
+  /**
+   * List these repositories, in this order, instead of enumerating the registry: a cooperating worker
+   * lists only the repositories it leased (issue 12). One that does not exist lists nothing.
+   */
+  repositories?: AsyncIterable<string> | undefined;
 }
 
 /**

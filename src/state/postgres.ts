@@ -3,15 +3,16 @@
 // Promise settles), every look-up one indexed query. The schema is created and migrated by Ferry under
 // an advisory lock, so several processes starting together do not race each other.
 //
-// Not here yet: leases on units of work and limits shared across workers. Until those arrive, two
-// `ferry sync` processes on one state.url each run their rules whole (they still skip what the other
-// recorded as copied).
+// Several processes on one state.url cooperate through the tables of pg-coordination.ts (leased units
+// of work, blob claims, worker heartbeats): `coordination()` hands them to the engine.
 import pg from 'pg';
 import type { Logger } from 'pino';
+import type { Coordination } from './coordination.js';
+import { COORDINATION_SCHEMA, PgCoordination } from './pg-coordination.js';
 import type { ExecutionQuery, PushedTag, Recorded, StateInfo, StateStore, StoredExecution, UploadCheckpoint } from './types.js';
 
 /** Schema version of the PostgreSQL state (the `ferry_meta` row `schema`). */
-export const PG_SCHEMA_VERSION = 1;
+export const PG_SCHEMA_VERSION = 2;
 
 /** Advisory lock key taken while the schema is created or migrated ("ferry" in ASCII). */
 const SCHEMA_LOCK = 0x6665727279;
@@ -128,6 +129,7 @@ export class PostgresState implements StateStore {
       await client.query('SELECT pg_advisory_lock($1)', [SCHEMA_LOCK]);
       try {
         await client.query(SCHEMA);
+        await client.query(COORDINATION_SCHEMA);
         const row = await client.query<{ value: string }>(`SELECT value FROM ferry_meta WHERE key = 'schema'`);
         const found = row.rows[0] ? Number(row.rows[0].value) : 0;
         if (found > PG_SCHEMA_VERSION) {
@@ -191,6 +193,21 @@ export class PostgresState implements StateStore {
     this.closed = true;
     await this.ready.catch(() => undefined);
     await this.pool.end();
+  }
+
+  /**
+   * Cooperation with the other processes on this database (leases, blob claims, heartbeats); none for
+   * a read-only store (dry runs and `ferry plan` never take work).
+   */
+  coordination(opts: { leaseTimeoutMs: number; logger?: Logger | undefined }): Coordination | undefined {
+    if (this.info.readOnly) return undefined;
+    const query = <R extends pg.QueryResultRow>(sql: string, params: unknown[]) => this.run<R>(sql, params);
+    const transaction = (fn: (q: typeof query) => Promise<void>) =>
+      this.inTransaction(async (c) => {
+        const q = async <R extends pg.QueryResultRow>(sql: string, params: unknown[]) => (await c.query<R>(sql, params)).rows;
+        await fn(q);
+      });
+    return new PgCoordination(query, transaction, { leaseTimeoutMs: opts.leaseTimeoutMs, logger: opts.logger ?? this.opts.logger });
   }
 
   // ---- destination state ----

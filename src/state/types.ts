@@ -9,6 +9,8 @@
 //
 // Keys: `registry` is the destination's registry key (name@host, providers/index.ts registryKey), so
 // a config that points a name at another host starts fresh.
+import type { Logger } from 'pino';
+import type { Coordination } from './coordination.js';
 
 /** A blob or manifest known to be in a destination repository. */
 export interface Recorded {
@@ -118,10 +120,14 @@ export interface StateInfo {
 /**
  * The whole state of a process. Opened once per process (one per state directory: a second process
  * on the same directory is refused) and shared by its engines (the daemon's across config reloads).
- * Units of work / leases for cooperating processes (PostgreSQL) will be added beside these.
  */
 export interface StateStore extends DestinationState, RuleState, ExecutionHistory {
   readonly info: StateInfo;
+  /**
+   * Cooperation with other processes on the same state (PostgreSQL only): leased units of work, blob
+   * claims, live workers. Absent or undefined: this process runs its rules whole.
+   */
+  coordination?(opts: { leaseTimeoutMs: number; logger?: Logger | undefined }): Coordination | undefined;
   /** Settles when every write issued so far is durable. */
   flush(): Promise<void>;
   /** Flushes, then releases the database and the lock; the store cannot be used afterwards. */
