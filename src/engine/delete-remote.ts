@@ -1,7 +1,8 @@
 // deleteRemote: removing at a rule's destination what the rule put there, once it is gone from the
 // source. Two triggers reach it:
 //   - a sync's complete listing no longer holds a source tag the rule pushed (`deleteGoneTags`, after
-//     the run's copies; the candidates come from the rule's state, see `deletionCandidates`);
+//     the run's copies; the candidates come from the rule's state per listed repository, plus every
+//     tag of a repository gone altogether, see `GoneTags`);
 //   - Harbor reports an artifact deleted at the source (a webhook; `deleteAtDestination`, from the
 //     daemon's runner).
 // One rule for both, applied in one place (`deleteIfOurs`): never delete something Ferry did not put
@@ -57,30 +58,134 @@ export async function deleteIfOurs(
 
 export type DeletionCandidate = PushedTag;
 
+/** Candidates split by the shared-manifest rule: `keep` says why each kept one stays. */
+export interface DeletionDecision {
+  delete: DeletionCandidate[];
+  keep: { candidate: DeletionCandidate; reason: string }[];
+}
+
 /**
- * Tags `rule` pushed to `destination` whose source tag is gone from a complete listing (`seen` holds
- * "<source repository>:<tag>"). `inScope` limits the check to repositories the current run listed
- * (filters, shards): nothing outside it is judged gone. Reads the rule's entries page by page; memory
- * holds only the candidates.
+ * The deletion candidates of one source repository the run listed: what `rule` pushed to
+ * `destination` from it whose source tag `listedTags` (every tag the listing returned for that
+ * repository, filtered or not) no longer holds. One index range of the rule's state; memory holds
+ * the candidates only.
  */
-export async function deletionCandidates(
+export async function repositoryDeletionCandidates(
   state: RuleState,
   rule: string,
   destination: string,
-  seen: Set<string>,
+  sourceRepository: string,
+  listedTags: ReadonlySet<string>,
+): Promise<DeletionCandidate[]> {
+  const gone: DeletionCandidate[] = [];
+  for await (const pushed of state.pushedIn(rule, destination, sourceRepository)) if (!listedTags.has(pushed.sourceTag)) gone.push(pushed);
+  return gone;
+}
+
+/**
+ * The deletion candidates of source repositories gone altogether: every tag `rule` pushed from a
+ * repository that is in scope (`inScope`: the rule's repository filters, the shard) but that a
+ * complete listing did not return (`wasListed` false; asked of the database in a cooperative run).
+ * One pass over the rule's distinct source repositories, then an index range per vanished one.
+ */
+export async function vanishedRepositoryCandidates(
+  state: RuleState,
+  rule: string,
+  destination: string,
+  wasListed: (sourceRepository: string) => boolean | Promise<boolean>,
   inScope: (sourceRepository: string) => boolean,
-): Promise<{ delete: DeletionCandidate[]; keep: { candidate: DeletionCandidate; reason: string }[] }> {
-  const alive = (t: PushedTag) => !inScope(t.sourceRepository) || seen.has(`${t.sourceRepository}:${t.sourceTag}`);
-  const result = { delete: [] as DeletionCandidate[], keep: [] as { candidate: DeletionCandidate; reason: string }[] };
-  for await (const pushed of state.pushed(rule, destination)) {
-    if (alive(pushed)) continue;
-    // Registries delete manifests, not tags: deleting this digest would take every tag pointing at it.
+): Promise<DeletionCandidate[]> {
+  const vanished: string[] = [];
+  for await (const repository of state.pushedRepositories(rule, destination)) {
+    if (inScope(repository) && !(await wasListed(repository))) vanished.push(repository);
+  }
+  const gone: DeletionCandidate[] = [];
+  // After the walk: the pages of pushedRepositories are not interleaved with other reads.
+  for (const repository of vanished) for await (const pushed of state.pushedIn(rule, destination, repository)) gone.push(pushed);
+  return gone;
+}
+
+/**
+ * Registries delete manifests, not tags: deleting a digest takes every tag pointing at it. So a
+ * candidate is kept when another entry of the rule that is not itself a candidate (its source tag is
+ * still published, or its repository is out of scope) points at the same manifest. `isCandidate`
+ * defaults to membership in `candidates` (a cooperative run may answer from the database).
+ */
+export async function sharedManifestCheck(
+  state: RuleState,
+  rule: string,
+  destination: string,
+  candidates: readonly DeletionCandidate[],
+  isCandidate?: (t: PushedTag) => boolean | Promise<boolean>,
+): Promise<DeletionDecision> {
+  const key = (t: PushedTag) => `${t.sourceRepository}\n${t.sourceTag}`;
+  const keys = isCandidate ? undefined : new Set(candidates.map(key));
+  const candidate = isCandidate ?? ((t: PushedTag) => keys!.has(key(t)));
+  const result: DeletionDecision = { delete: [], keep: [] };
+  for (const pushed of candidates) {
     const sharing = await state.pushedManifest(rule, destination, pushed.repository, pushed.digest);
-    const other = sharing.find((t) => alive(t) && (t.sourceRepository !== pushed.sourceRepository || t.sourceTag !== pushed.sourceTag));
+    let other: PushedTag | undefined;
+    for (const t of sharing) {
+      if (t.sourceRepository === pushed.sourceRepository && t.sourceTag === pushed.sourceTag) continue;
+      if (!(await candidate(t))) {
+        other = t;
+        break;
+      }
+    }
     if (other) result.keep.push({ candidate: pushed, reason: `the same manifest is still published for ${other.sourceRepository}:${other.sourceTag}` });
     else result.delete.push(pushed);
   }
   return result;
+}
+
+/**
+ * One run's deleteRemote bookkeeping (one process): fed each source repository as it is planned,
+ * it keeps that repository's candidates and its name, never its tags; `finish` adds the repositories
+ * gone from the source and applies the shared-manifest rule. Memory: the listed repository names
+ * and the candidates.
+ */
+export class GoneTags {
+  private readonly listed = new Set<string>();
+  /** Candidates by source repository (only repositories that have some). */
+  private readonly candidates = new Map<string, DeletionCandidate[]>();
+
+  constructor(
+    private readonly state: RuleState,
+    private readonly rule: string,
+    private readonly destination: string,
+    private readonly inScope: (sourceRepository: string) => boolean,
+  ) {}
+
+  /** A source repository the listing returned, with every tag it listed for it. */
+  async repository(sourceRepository: string, listedTags: ReadonlySet<string>): Promise<void> {
+    if (this.listed.has(sourceRepository)) {
+      // Listed again in the same run (a listing that came back to it): a tag of either part is live.
+      const prior = this.candidates.get(sourceRepository);
+      if (!prior) return;
+      const left = prior.filter((t) => !listedTags.has(t.sourceTag));
+      if (left.length) this.candidates.set(sourceRepository, left);
+      else this.candidates.delete(sourceRepository);
+      return;
+    }
+    this.listed.add(sourceRepository);
+    const gone = await repositoryDeletionCandidates(this.state, this.rule, this.destination, sourceRepository, listedTags);
+    if (gone.length) this.candidates.set(sourceRepository, gone);
+  }
+
+  /**
+   * A repository the listing could not read (refused, failed): neither listed nor gone, so none of
+   * its tags is judged gone in this run.
+   */
+  unreadable(sourceRepository: string): void {
+    this.listed.add(sourceRepository);
+    this.candidates.delete(sourceRepository);
+  }
+
+  /** After a complete listing: every candidate, decided by the shared-manifest rule. */
+  async finish(): Promise<DeletionDecision> {
+    const vanished = await vanishedRepositoryCandidates(this.state, this.rule, this.destination, (repo) => this.listed.has(repo), this.inScope);
+    return sharedManifestCheck(this.state, this.rule, this.destination, [...[...this.candidates.values()].flat(), ...vanished]);
+  }
 }
 
 /**
@@ -100,20 +205,21 @@ export async function recordPushes(state: RuleState, rule: string, destination: 
 }
 
 /**
- * Deletes the plan's deletion candidates (with deleteRemote, after a complete listing) whose destination
- * tag still holds exactly what this rule pushed; drops them from the state either way once decided.
+ * Deletes the deletion candidates of a complete listing (with deleteRemote, after the run's copies)
+ * whose destination tag still holds exactly what this rule pushed; drops them from the state either
+ * way once decided.
  */
 export async function deleteGoneTags(
   rule: RuleConfig,
-  plan: RulePlan,
+  deletions: RulePlan['deletions'],
   state: RuleState,
   destinationKey: string,
   destination: Provider,
   logger: Logger,
 ): Promise<RuleReport['deleted']> {
   const deleted: RuleReport['deleted'] = [];
-  if (!rule.deleteRemote || !plan.listed) return deleted;
-  for (const d of plan.deletions) {
+  if (!rule.deleteRemote) return deleted;
+  for (const d of deletions) {
     try {
       const outcome = await deleteIfOurs(destination, d.repository, d.tag, (digest) =>
         digest === d.digest ? { ours: true } : { ours: false, reason: 'the destination tag changed since Ferry pushed it' },

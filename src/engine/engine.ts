@@ -25,7 +25,7 @@ import { ArtifactLog } from './artifact-log.js';
 import { CopyPipeline } from './copy-pipeline.js';
 import { type RuleReport, type SyncReport, completePlannedReport, completeRuleReport, startRuleReport, summarize } from './report.js';
 import { PlanInspector } from './plan-details.js';
-import { deleteGoneTags, deletionCandidates, recordPushes } from './delete-remote.js';
+import { GoneTags, deleteGoneTags, recordPushes } from './delete-remote.js';
 
 /** Plan problems a report lists (the count covers them all). */
 export const PROBLEMS_KEPT = 1000;
@@ -249,7 +249,7 @@ export class Engine {
     const unreadable: PlanProblem[] = [];
     const onRepositoryProblem = (repository: string, message: string) => unreadable.push({ rule: rule.name, sourceRepository: repository, message });
     const artifacts = givenList ?? given ?? source.listArtifacts({ repositoryMayMatch: keepRepo, includeChartMuseum, signal, onRepositoryProblem });
-    const drain = (): RepositoryPlan => ({ sourceRepository: unreadable[0]!.sourceRepository, items: [], problems: unreadable.splice(0), listedTags: new Set() });
+    const drain = (): RepositoryPlan => ({ sourceRepository: unreadable[0]!.sourceRepository, items: [], problems: unreadable.splice(0), listedTags: new Set(), unreadable: true });
     for await (const repo of planner.repositories(filterRepos(artifacts, keepRepo))) {
       yield repo;
       if (unreadable.length) yield drain();
@@ -263,24 +263,31 @@ export class Engine {
   async plan(rule: RuleConfig, opts: SyncOptions = {}): Promise<RulePlan> {
     const plan: RulePlan = { rule: rule.name, items: [], problems: [], deletions: [] };
     const full = !opts.artifacts?.(rule);
+    const gone = full ? this.goneTags(rule, opts) : undefined;
     const listed = full ? new Set<string>() : undefined;
     for await (const repo of this.planRepositories(rule, opts)) {
       plan.items.push(...repo.items);
       plan.problems.push(...repo.problems);
-      if (listed) for (const tag of repo.listedTags) listed.add(`${repo.sourceRepository}:${tag}`);
+      if (!listed || repo.sourceRepository === '*') continue;
+      if (repo.unreadable) for (const p of repo.problems) gone!.unreadable(p.sourceRepository);
+      else {
+        listed.add(repo.sourceRepository);
+        await gone!.repository(repo.sourceRepository, repo.listedTags);
+      }
     }
     if (listed) {
-      plan.listed = listed;
-      plan.deletions = await this.deletionsFor(rule, listed, opts);
+      plan.listedRepositories = listed;
+      plan.deletions = (await gone!.finish()).delete;
     }
     return plan;
   }
 
-  private async deletionsFor(rule: RuleConfig, listed: Set<string>, opts: SyncOptions): Promise<RulePlan['deletions']> {
+  /** deleteRemote's bookkeeping for one run of `rule` (a complete listing's deletion candidates). */
+  private goneTags(rule: RuleConfig, opts: SyncOptions): GoneTags {
     const destination = this.provider(rule.destination);
     const filters = this.compiledFilters(rule);
-    const keepRepo = (repo: string) => filters.repositoryMatches(repo) && (opts.repositoryFilter?.(repo) ?? true);
-    return (await deletionCandidates(this.state, rule.name, registryKey(rule.destination, destination.config), listed, keepRepo)).delete;
+    const inScope = (repo: string) => filters.repositoryMatches(repo) && (opts.repositoryFilter?.(repo) ?? true);
+    return new GoneTags(this.state, rule.name, registryKey(rule.destination, destination.config), inScope);
   }
 
   /** Runs rules once: plan, then copy every planned artifact; one failure never stops the others. */
@@ -329,14 +336,18 @@ export class Engine {
       }
     };
     const full = !opts.artifacts?.(rule);
-    // deleteRemote needs every listed source tag (the rule state answers the rest).
-    const listed = full && rule.deleteRemote ? new Set<string>() : undefined;
+    // deleteRemote: each listed repository's candidates, from the rule state as it is planned; the
+    // repositories gone altogether once the listing is complete.
+    const gone = full && rule.deleteRemote ? this.goneTags(rule, opts) : undefined;
     const inspector = dryRun ? new PlanInspector(this.provider(rule.source).client, destination.client, rule.override, this.config.transfer.artifactConcurrency) : undefined;
     const copies = dryRun ? undefined : new CopyPipeline(2 * this.config.transfer.artifactConcurrency);
     try {
       for await (const repo of this.planRepositories(rule, opts)) {
         addProblems(repo.problems);
-        if (listed) for (const tag of repo.listedTags) listed.add(`${repo.sourceRepository}:${tag}`);
+        if (gone && repo.sourceRepository !== '*') {
+          if (repo.unreadable) for (const p of repo.problems) gone.unreadable(p.sourceRepository);
+          else await gone.repository(repo.sourceRepository, repo.listedTags);
+        }
         if (!repo.items.length) continue;
         report.artifacts.planned += repo.items.length;
         this.events.emit('planned', rule.name, report.artifacts.planned);
@@ -351,15 +362,12 @@ export class Engine {
       if (!report.artifacts.planned) this.events.emit('planned', rule.name, 0);
       if (inspector) {
         const inspection = await inspector.done();
-        completePlannedReport(report, rule, inspection, rule.deleteRemote && listed ? await this.deletionsFor(rule, listed, opts) : []);
+        completePlannedReport(report, rule, inspection, gone ? (await gone.finish()).delete : []);
       } else {
         await copies!.done();
         const cancelled = !!opts.signal?.aborted || !!opts.stop?.aborted;
         await recordPushed();
-        if (!cancelled && rule.deleteRemote && listed) {
-          const deletions = await this.deletionsFor(rule, listed, opts);
-          report.deleted = await deleteGoneTags(rule, { rule: rule.name, items: [], problems: [], deletions, listed }, this.state, destinationKey, destination, this.logger);
-        }
+        if (!cancelled && gone) report.deleted = await deleteGoneTags(rule, (await gone.finish()).delete, this.state, destinationKey, destination, this.logger);
         completeRuleReport(report, stats, { cancelled, startedMs: started, problems: problemCount });
       }
     } catch (err) {

@@ -42,6 +42,11 @@ export interface RepositoryPlan {
   problems: PlanProblem[];
   /** Every tag the listing gave for this repository (selected or not). */
   listedTags: Set<string>;
+  /**
+   * The listing could not read the repositories its problems name (refused, failed): deleteRemote
+   * judges none of their tags gone.
+   */
+  unreadable?: true | undefined;
 }
 
 interface Selected {

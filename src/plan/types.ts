@@ -38,6 +38,9 @@ export interface RulePlan {
    * (filled by the engine from the rule's state after a complete listing).
    */
   deletions: { repository: string; tag: string; digest?: string; sourceRepository?: string; sourceTag?: string }[];
-  /** Every source "<repository>:<tag>" the listing returned (in scope), when it was a full listing. */
-  listed?: Set<string> | undefined;
+  /**
+   * Every source repository the listing returned (in scope), when it was a full listing: deleteRemote
+   * deletes only after one.
+   */
+  listedRepositories?: Set<string> | undefined;
 }

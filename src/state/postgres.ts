@@ -294,6 +294,42 @@ export class PostgresState implements StateStore {
     }
   }
 
+  async *pushedIn(rule: string, destination: string, sourceRepository: string): AsyncIterable<PushedTag> {
+    if ((await this.boundTo(rule)) !== destination) return;
+    let after = '';
+    for (;;) {
+      const rows = await this.q<RuleTagRow>(
+        `SELECT source_repository, source_tag, repository, tag, digest FROM ferry_rule_tags
+         WHERE rule = $1 AND source_repository = $2 AND source_tag > $3 ORDER BY source_tag LIMIT $4`,
+        [rule, sourceRepository, after, PAGE],
+      );
+      for (const r of rows) yield fromRow(r);
+      if (rows.length < PAGE) return;
+      after = rows[rows.length - 1]!.source_tag;
+    }
+  }
+
+  async *pushedRepositories(rule: string, destination: string): AsyncIterable<string> {
+    if ((await this.boundTo(rule)) !== destination) return;
+    let after = '';
+    for (;;) {
+      // A loose index scan: one descent of the primary key per repository, not a read of every tag.
+      const rows = await this.q<{ source_repository: string }>(
+        `WITH RECURSIVE r(source_repository) AS (
+           (SELECT source_repository FROM ferry_rule_tags WHERE rule = $1 AND source_repository > $2 ORDER BY source_repository LIMIT 1)
+           UNION ALL
+           SELECT (SELECT t.source_repository FROM ferry_rule_tags t WHERE t.rule = $1 AND t.source_repository > r.source_repository ORDER BY t.source_repository LIMIT 1)
+           FROM r WHERE r.source_repository IS NOT NULL
+         )
+         SELECT source_repository FROM r WHERE source_repository IS NOT NULL LIMIT $3`,
+        [rule, after, PAGE],
+      );
+      for (const r of rows) yield r.source_repository;
+      if (rows.length < PAGE) return;
+      after = rows[rows.length - 1]!.source_repository;
+    }
+  }
+
   async pushedManifest(rule: string, destination: string, repository: string, digest: string): Promise<PushedTag[]> {
     if ((await this.boundTo(rule)) !== destination) return [];
     const rows = await this.q<RuleTagRow>('SELECT source_repository, source_tag, repository, tag, digest FROM ferry_rule_tags WHERE rule = $1 AND repository = $2 AND digest = $3', [rule, repository, digest]);

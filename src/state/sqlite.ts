@@ -284,6 +284,30 @@ export class SqliteState implements StateStore {
     }
   }
 
+  async *pushedIn(rule: string, destination: string, sourceRepository: string): AsyncIterable<PushedTag> {
+    this.commit();
+    if (this.boundTo(rule) !== destination) return;
+    let after = '';
+    for (;;) {
+      const rows = this.s.ruleTagsOfRepository.all(rule, sourceRepository, after, PAGE) as RuleTagRow[];
+      for (const r of rows) yield fromRow(r);
+      if (rows.length < PAGE) return;
+      after = rows[rows.length - 1]!.source_tag;
+    }
+  }
+
+  async *pushedRepositories(rule: string, destination: string): AsyncIterable<string> {
+    this.commit();
+    if (this.boundTo(rule) !== destination) return;
+    let after = '';
+    for (;;) {
+      const rows = this.s.ruleRepositories.all(rule, after, PAGE) as { source_repository: string }[];
+      for (const r of rows) yield r.source_repository;
+      if (rows.length < PAGE) return;
+      after = rows[rows.length - 1]!.source_repository;
+    }
+  }
+
   pushedManifest(rule: string, destination: string, repository: string, digest: string): Promise<PushedTag[]> {
     return this.read(() => {
       if (this.boundTo(rule) !== destination) return [];
@@ -407,6 +431,12 @@ function prepare(db: Database.Database) {
        WHERE rule = ? AND (source_repository > ? OR (source_repository = ? AND source_tag > ?))
        ORDER BY source_repository, source_tag LIMIT ?`,
     ),
+    ruleTagsOfRepository: db.prepare(
+      `SELECT source_repository, source_tag, repository, tag, digest FROM rule_tags
+       WHERE rule = ? AND source_repository = ? AND source_tag > ? ORDER BY source_tag LIMIT ?`,
+    ),
+    // DISTINCT over the primary key's prefix: an index walk, no sort.
+    ruleRepositories: db.prepare('SELECT DISTINCT source_repository FROM rule_tags WHERE rule = ? AND source_repository > ? ORDER BY source_repository LIMIT ?'),
     ruleTagsByManifest: db.prepare('SELECT source_repository, source_tag, repository, tag, digest FROM rule_tags WHERE rule = ? AND repository = ? AND digest = ?'),
     putRuleTag: db.prepare('INSERT OR REPLACE INTO rule_tags (rule, source_repository, source_tag, repository, tag, digest) VALUES (?, ?, ?, ?, ?, ?)'),
     delRuleTag: db.prepare('DELETE FROM rule_tags WHERE rule = ? AND source_repository = ? AND source_tag = ?'),

@@ -64,6 +64,16 @@ export interface PushedTag {
 export interface RuleState {
   /** Everything `rule` pushed to `destination`, in pages (never the whole set in memory). */
   pushed(rule: string, destination: string): AsyncIterable<PushedTag>;
+  /**
+   * What `rule` pushed to `destination` from one source repository, in pages (an index range: the
+   * deleteRemote check of one listed repository).
+   */
+  pushedIn(rule: string, destination: string, sourceRepository: string): AsyncIterable<PushedTag>;
+  /**
+   * The source repositories `rule` pushed from to `destination`, each once, in name order and in
+   * pages (finding repositories gone from the source without holding the listing).
+   */
+  pushedRepositories(rule: string, destination: string): AsyncIterable<string>;
   /** The entries of `rule` at `destination` that point at `digest` in `repository`. */
   pushedManifest(rule: string, destination: string, repository: string, digest: string): Promise<PushedTag[]>;
   /** Records (replacing by source tag) what `rule` pushed to `destination`. */

@@ -97,6 +97,30 @@ describe('deleteRemote', () => {
     expect((await listTags(destination, 'mirror/del/app')).sort()).toEqual(['1', 'manual']);
   });
 
+  it('deletes the tags of a repository gone from the source, never those of a repository the filters leave out', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'ferry-vanish-'));
+    const images = Object.fromEntries(['gone', 'stay', 'out'].map((r) => [r, [buildImage({ layers: [randomBlob(700)] }), buildImage({ layers: [randomBlob(700)] })]]));
+    for (const [repo, [a, b]] of Object.entries(images)) {
+      await pushImage(source, `van/${repo}`, '1', a!);
+      await pushImage(source, `van/${repo}`, '2', b!);
+    }
+    const all = { destinationNamespace: 'vm', deleteRemote: true, filters: { repositories: ['van/**'] } };
+    expect((await run(all, stateDir)).artifacts.copied).toBe(6);
+    // van/gone loses every tag (the listing no longer returns it); van/out too, but the next run's
+    // filters leave it out: out of scope is never judged gone.
+    for (const repo of ['gone', 'out']) for (const img of images[repo]!) await deleteManifest(source, `van/${repo}`, img.digest);
+    const report = await run({ ...all, filters: { repositories: ['van/gone', 'van/stay'] } }, stateDir);
+    expect(report.deleted.sort((a, b) => a.tag.localeCompare(b.tag))).toEqual([
+      { repository: 'vm/van/gone', tag: '1' },
+      { repository: 'vm/van/gone', tag: '2' },
+    ]);
+    expect(await listTags(destination, 'vm/van/gone')).toEqual([]);
+    expect((await listTags(destination, 'vm/van/stay')).sort()).toEqual(['1', '2']);
+    expect((await listTags(destination, 'vm/van/out')).sort()).toEqual(['1', '2']);
+    // Decided deletions leave the rule state: a third run has nothing to delete.
+    expect((await run({ ...all, filters: { repositories: ['van/gone', 'van/stay'] } }, stateDir)).deleted).toEqual([]);
+  });
+
   it('keeps destination tags when deleteRemote is off', async () => {
     const stateDir = mkdtempSync(join(tmpdir(), 'ferry-nodel-'));
     const img = buildImage({ layers: [randomBlob(1100)] });

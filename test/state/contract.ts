@@ -53,6 +53,23 @@ export function describeStateContract(name: string, fresh: () => Promise<OpenSto
       expect(new Set(all.map((t) => `${t.sourceRepository}:${t.sourceTag}`)).size).toBe(2499);
       expect(all.find((t) => t.sourceTag === 'v1')?.digest).toBe('sha256:new');
       expect(await s.pushedManifest('r', 'd@h', 'dst/r3', 'sha256:3')).toEqual([tag(3)]);
+      // One source repository's entries (an index range, paged past 1000) and the distinct repositories.
+      await s.recordPushed('r', 'd@h', Array.from({ length: 1500 }, (_, i) => ({ ...tag(i), sourceRepository: 'src/big', sourceTag: `t${i}` })));
+      const big = [];
+      for await (const t of s.pushedIn('r', 'd@h', 'src/big')) big.push(t);
+      expect(big).toHaveLength(1500);
+      expect(new Set(big.map((t) => t.sourceTag)).size).toBe(1500);
+      const r2 = [];
+      for await (const t of s.pushedIn('r', 'd@h', 'src/r2')) r2.push(t);
+      expect(r2).toHaveLength(356); // 2500 / 7, less the forgotten v2
+      expect(r2.every((t) => t.sourceRepository === 'src/r2')).toBe(true);
+      const repos = [];
+      for await (const r of s.pushedRepositories('r', 'd@h')) repos.push(r);
+      expect(repos).toEqual(['src/big', ...Array.from({ length: 7 }, (_, i) => `src/r${i}`)]);
+      const none = [];
+      for await (const t of s.pushedIn('r', 'x@elsewhere', 'src/big')) none.push(t);
+      for await (const r of s.pushedRepositories('r', 'x@elsewhere')) none.push(r);
+      expect(none).toEqual([]);
       await s.close();
 
       const again = open();
