@@ -103,6 +103,7 @@ export interface FerryEvents extends TransferEvents {
 export type FerryEvent =
   | { type: 'runStart'; run: RunInfo }
   | { type: 'planned'; rule: string; artifacts: number }
+  | { type: 'plannedBytes'; rule: string; bytes: number; artifacts: number }
   | { type: 'artifact'; rule: string; result: ArtifactResult }
   | { type: 'blob'; rule: string; outcome: keyof BlobCounts; size: number }
   | { type: 'progress'; run: RunInfo; snapshot: ProgressSnapshot }
@@ -286,6 +287,7 @@ function watchEvents(events: EventEmitter<FerryEvents>, opts: WatchOptions, watc
   const listeners: { [K in keyof FerryEvents]?: (...args: FerryEvents[K]) => void } = {
     runStart: (run) => push({ type: 'runStart', run }),
     planned: (rule, artifacts) => push({ type: 'planned', rule, artifacts }),
+    plannedBytes: (rule, bytes, artifacts) => push({ type: 'plannedBytes', rule, bytes, artifacts }),
     artifact: (result, rule) => push({ type: 'artifact', rule, result }),
     blob: (outcome, rule, size) => push({ type: 'blob', rule, outcome, size }),
     progress: (snapshot, run) => push({ type: 'progress', run, snapshot }),

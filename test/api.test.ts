@@ -91,6 +91,12 @@ describe('createFerry', () => {
     expect(progress).toHaveLength(1);
     expect(progress[0]).toMatchObject({ artifacts: { done: 2, total: 2, failed: 0 }, etaSeconds: 0 });
     expect(progress[0]!.bytes).toBeGreaterThan(30_000);
+    // A plain registry lists no sizes: the bytes planned come from the manifests as they are read,
+    // and a finished run has done exactly what it planned (sent, or already there).
+    expect(progress[0]!.bytesPlanned).toEqual({ bytes: progress[0]!.bytesTotal, artifacts: 2 });
+    expect(progress[0]!.bytesDone).toBe(progress[0]!.bytesTotal);
+    expect(progress[0]!.bytesTotal).toBeGreaterThanOrEqual(progress[0]!.bytes);
+    expect(report.rules[0]!.bytesPlanned).toBe(progress[0]!.bytesTotal);
     expect(f.progress()?.artifacts.done).toBe(2);
     expect((await getManifest(destination, 'lib/library/app', '1.0'))?.digest).toBe(digests['library/app']);
   });

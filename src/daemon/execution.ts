@@ -40,6 +40,8 @@ export interface Execution {
   artifacts: ArtifactCounts;
   blobs: BlobCounts;
   bytes: number;
+  /** Bytes the run planned to move (as far as it learnt them: listing sizes, manifests read); see LiveRun. */
+  bytesPlanned?: number | undefined;
   /** Human-readable problems: the rule's error, plan problems, failed artifacts and deletions. */
   errors: string[];
   /** Artifact-level log. */

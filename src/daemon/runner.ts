@@ -13,6 +13,7 @@ import type { EngineLike, EnginePool } from './engines.js';
 import { type DeleteRequest, type Execution, type RunRequest, type TriggerInfo, emptyExecution } from './execution.js';
 import type { History } from './history.js';
 import { deleteAtDestination } from '../engine/delete-remote.js';
+import { estimateEta } from '../engine/progress.js';
 
 /** Triggers an execution lists; beyond that the oldest merged ones (never the first) are counted only. */
 export const MAX_TRIGGERS = 100;
@@ -38,7 +39,10 @@ interface Active {
   inFlight: Map<string, { size: number; since: number }>;
   done: Promise<void>;
   planned?: number | undefined;
+  /** Planned bytes as far as known, the artifacts they cover, and those done without sending (TransferEvents). */
   bytesPlanned?: number | undefined;
+  artifactsSized: number;
+  bytesSkipped: number;
   /** Bytes sent per whole second (unix second → bytes), the last RATE_HISTORY_S + 1 seconds. */
   perSecond: Map<number, number>;
 }
@@ -56,8 +60,16 @@ export interface LiveRun {
   queued: boolean;
   /** Artifacts the plan holds (undefined while the source is being listed). */
   planned?: number | undefined;
-  /** Bytes the plan will send, when the engine knows them (e.g. from a bulk inventory's sizes). */
+  /**
+   * Bytes the plan moves as far as known (the listing's sizes, else each manifest's blobs once read),
+   * undefined until the first is known; `bytesComplete` once every planned artifact is counted.
+   */
   bytesPlanned?: number | undefined;
+  bytesComplete: boolean;
+  /** Bytes done: sent, plus planned bytes that needed no sending (blobs already there, artifacts present). */
+  bytesDone: number;
+  /** Seconds left, from the bytes still to move and the current rate (undefined when unknown). */
+  etaSeconds?: number | undefined;
   /** Artifacts finished: copied + present + skipped + failed. */
   done: number;
   /** Bytes per second over the last RATE_WINDOW_S seconds. */
@@ -172,11 +184,22 @@ export class Runner {
       // Whole seconds before the current one, oldest first; the current second is still filling.
       const rateHistory = Array.from({ length: RATE_HISTORY_S }, (_, i) => a.perSecond.get(second - RATE_HISTORY_S + i) ?? 0);
       const window = Math.max(1, Math.min(RATE_WINDOW_S, Math.floor((now - started) / 1000)));
+      const done = counts.copied + counts.present + counts.skipped + counts.failed;
+      const rate = Math.round(rateHistory.slice(-window).reduce((n, b) => n + b, 0) / window);
+      const bytesDone = a.exec.bytes + a.bytesSkipped;
       runs.push({
         planned: a.planned,
         bytesPlanned: a.bytesPlanned,
-        done: counts.copied + counts.present + counts.skipped + counts.failed,
-        rate: Math.round(rateHistory.slice(-window).reduce((n, b) => n + b, 0) / window),
+        bytesComplete: a.planned !== undefined && a.artifactsSized >= a.planned,
+        bytesDone,
+        etaSeconds: estimateEta({
+          bytes: bytesDone,
+          bytesPerSecond: rate,
+          bytesPlanned: a.bytesPlanned === undefined ? undefined : { bytes: a.bytesPlanned, artifacts: a.artifactsSized },
+          artifacts: { done, total: a.planned },
+        }),
+        done,
+        rate,
         rateHistory,
         id: a.exec.id,
         rule: a.exec.rule,
@@ -210,13 +233,27 @@ export class Runner {
     }
   }
 
-  /** The plan is ready: the totals the progress bars count towards. */
-  onPlanned(rule: string, artifacts: number, bytes?: number): void {
+  /** The plan grew: the artifacts the progress bar counts towards. */
+  onPlanned(rule: string, artifacts: number): void {
     const a = this.active.get(rule);
     if (!a) return;
     a.planned = artifacts;
     a.exec.artifacts.planned = artifacts;
-    if (bytes !== undefined) a.bytesPlanned = bytes;
+  }
+
+  /** The planned bytes grew (totals so far): the bytes bar's maximum, also kept in the execution record. */
+  onPlannedBytes(rule: string, bytes: number, artifacts: number): void {
+    const a = this.active.get(rule);
+    if (!a) return;
+    a.bytesPlanned = bytes;
+    a.artifactsSized = artifacts;
+    a.exec.bytesPlanned = bytes;
+  }
+
+  /** Planned bytes done without being sent (blobs already there, artifacts present). */
+  onBytesSkipped(n: number, rule: string): void {
+    const a = this.active.get(rule);
+    if (a) a.bytesSkipped += n;
   }
 
   /** Queued follow-ups (one per rule at most), oldest first. */
@@ -300,7 +337,7 @@ export class Runner {
 
   private start(exec: Execution): void {
     this.cancelSave(exec);
-    const active: Active = { exec, controller: new AbortController(), stopper: new AbortController(), inFlight: new Map(), done: Promise.resolve(), perSecond: new Map() };
+    const active: Active = { exec, controller: new AbortController(), stopper: new AbortController(), inFlight: new Map(), done: Promise.resolve(), perSecond: new Map(), artifactsSized: 0, bytesSkipped: 0 };
     this.active.set(exec.rule, active);
     exec.status = 'running';
     exec.startedAt = new Date().toISOString();
@@ -394,6 +431,7 @@ function applyReport(exec: Execution, r: RuleReport): void {
   exec.artifacts = { ...r.artifacts };
   exec.blobs = { ...r.blobs };
   exec.bytes = r.bytes;
+  if (r.bytesPlanned !== undefined) exec.bytesPlanned = r.bytesPlanned;
   exec.items = r.items;
 }
 

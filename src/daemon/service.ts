@@ -77,7 +77,9 @@ export class Daemon implements DaemonView {
       onFinish: (e) => this.metrics.runFinished(e),
     });
     this.events.on('bytes', (n, rule) => this.runner.onBytes(n, rule));
-    this.events.on('planned', (rule, artifacts, bytes) => this.runner.onPlanned(rule, artifacts, bytes));
+    this.events.on('planned', (rule, artifacts) => this.runner.onPlanned(rule, artifacts));
+    this.events.on('plannedBytes', (rule, bytes, artifacts) => this.runner.onPlannedBytes(rule, bytes, artifacts));
+    this.events.on('bytesSkipped', (n, rule) => this.runner.onBytesSkipped(n, rule));
     this.events.on('blob', (outcome, rule) => this.runner.onBlob(outcome, rule));
     this.events.on('blobStart', (digest, size, rule) => this.runner.onBlobStart(digest, size, rule));
     this.events.on('blobEnd', (digest, rule) => this.runner.onBlobEnd(digest, rule));

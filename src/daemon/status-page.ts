@@ -148,14 +148,17 @@ const SCRIPT = `
       const tr = el('tr');
       tr.dataset.live = String(l.id);
       const artifactText = (planned ? l.done + ' / ' + planned : l.done + ' (listing…)') + (a.failed ? ', ' + a.failed + ' failed' : '');
-      const byteText = l.bytesPlanned ? fmtBytes(l.bytes) + ' / ' + fmtBytes(l.bytesPlanned) : fmtBytes(l.bytes) + ' sent';
+      // Bytes done (sent, or already at the destination) of planned; "+" while manifests still add to the plan.
+      const doneBytes = l.bytesDone ?? l.bytes;
+      const byteText = l.bytesPlanned ? fmtBytes(Math.min(doneBytes, l.bytesPlanned)) + ' / ' + fmtBytes(l.bytesPlanned) + (l.bytesComplete ? '' : '+') : fmtBytes(l.bytes) + ' sent';
       const cancel = cancelButton(l.id, 'Cancel');
       cancel.dataset.action = 'cancel';
       cancel.dataset.execution = String(l.id);
       tr.append(
         td(link(l.id)), td(l.rule), td(l.trigger), td(fmtDur(l.elapsedMs)),
         el('td', { className: 'artifacts' }, bar(l.done, planned, artifactText, 'p-artifacts')),
-        el('td', { className: 'bytes' }, bar(l.bytes, l.bytesPlanned || 0, byteText, 'p-bytes')),
+        el('td', { className: 'bytes' }, bar(doneBytes, l.bytesPlanned || 0, byteText, 'p-bytes')),
+        el('td', { className: 'eta', textContent: l.etaSeconds === undefined || l.etaSeconds === null ? '--' : fmtDur(Math.round(l.etaSeconds) * 1000) }),
         el('td', { className: 'rate' }, chart(l.rateHistory), ' ', el('span', { className: 'rate-value', textContent: fmtBytes(l.rate) + '/s' })),
         td(String(l.inFlight.length)),
         td(l.queued ? 'follow-up queued' : ''),
@@ -262,7 +265,7 @@ export function renderStatusPage(view: StatusView, nonce: string): string {
 <div class="muted">running since ${escapeHtml(when(view.startedAt))} · bandwidth cap <span id="bandwidth">${escapeHtml(view.bandwidth.display)}</span> · all times UTC · <span id="updated">live view loading…</span></div>
 <div id="message" role="status"></div>
 <h2>In flight</h2>
-<table id="live"><thead><tr><th>execution</th><th>rule</th><th>trigger</th><th>elapsed</th><th>artifacts done / planned</th><th>bytes sent / planned</th><th>rate (last minute)</th><th>blobs in flight</th><th>follow-up</th><th></th></tr></thead>
+<table id="live"><thead><tr><th>execution</th><th>rule</th><th>trigger</th><th>elapsed</th><th>artifacts done / planned</th><th>bytes done / planned</th><th>ETA</th><th>rate (last minute)</th><th>blobs in flight</th><th>follow-up</th><th></th></tr></thead>
 <tbody id="live-rows"></tbody></table>
 <p id="live-empty" class="muted"${view.live.length ? ' hidden' : ''}>Nothing is running.</p>
 <h2>Queued follow-ups</h2>
@@ -335,7 +338,7 @@ ${running ? '<meta http-equiv="refresh" content="2">' : ''}
 <p><a href="/">← status</a></p>
 <h1>Execution #${e.id} · ${escapeHtml(e.rule)} <span class="status s-${escapeHtml(e.status)}" id="exec-status">${escapeHtml(e.status)}</span></h1>
 <div class="muted">all times UTC · queued ${escapeHtml(when(e.queuedAt))}${e.startedAt ? ` · started ${escapeHtml(when(e.startedAt))}` : ''}${e.finishedAt ? ` · finished ${escapeHtml(when(e.finishedAt))}` : ''}${e.durationMs !== undefined ? ` · ${escapeHtml(duration(e.durationMs))}` : ''}${running ? ' · refreshing every 2 s' : ''}</div>
-<p id="summary">${a.planned} planned: ${escapeHtml(counts(a))} · ${escapeHtml(formatBytes(e.bytes))} sent · blobs ${e.blobs.uploaded} uploaded, ${e.blobs.mounted} mounted, ${e.blobs.skipped} already there</p>
+<p id="summary">${a.planned} planned: ${escapeHtml(counts(a))} · ${escapeHtml(formatBytes(e.bytes))} sent${e.bytesPlanned ? ` (${escapeHtml(formatBytes(e.bytesPlanned))} planned)` : ''} · blobs ${e.blobs.uploaded} uploaded, ${e.blobs.mounted} mounted, ${e.blobs.skipped} already there</p>
 <h2>Triggers</h2>
 <ul id="triggers">${triggers}</ul>${e.droppedTriggers ? `<p class="muted">… and ${e.droppedTriggers} more merged in (not listed)</p>` : ''}
 ${e.errors.length ? `<h2>Errors</h2><div class="errors" id="errors">${e.errors.slice(0, 20).map((m) => `<div>${escapeHtml(m)}</div>`).join('')}${e.errors.length > 20 ? `<div>… ${e.errors.length - 20} more (GET /api/executions/${e.id})</div>` : ''}</div>` : ''}

@@ -351,6 +351,9 @@ export class Engine {
         if (!repo.items.length) continue;
         report.artifacts.planned += repo.items.length;
         this.events.emit('planned', rule.name, report.artifacts.planned);
+        // Sizes the listing gave (Harbor) count at once; the copier adds the others as it reads their manifests.
+        const sized = repo.items.filter((i) => i.size !== undefined);
+        stats.planBytes(sized.reduce((n, i) => n + i.size!, 0), sized.length);
         if (inspector) await inspector.add(repo.items);
         else if (copies) {
           if (opts.signal?.aborted || opts.stop?.aborted) break;

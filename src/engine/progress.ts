@@ -2,9 +2,11 @@
 // (snapshot in, text out) shared by the CLI display (cli/progress.ts) and the API (createFerry).
 //
 // The tracker only counts; the rendering functions are pure (snapshot in, text out) so they are
-// tested as units. Bytes planned are unknown until each manifest is read, so the ETA is the bytes
-// still to send (the total when known, else the bytes per artifact done so far times the artifacts
-// left, plus what the blobs in flight lack) over the current rate; each blob in flight shows its share.
+// tested as units. Bytes planned come from the listing where the product gives artifact sizes
+// (Harbor), else from each manifest as the copier reads it (TransferEvents.plannedBytes); bytes done
+// are those sent plus those that needed no sending (bytesSkipped). The ETA is the bytes still to move
+// over the current rate: the planned bytes, extrapolated over the artifacts not counted yet, else the
+// bytes per artifact done so far times the artifacts left; each blob in flight shows its share.
 import type { EventEmitter } from 'node:events';
 import { formatBytes } from '../config/units.js';
 import type { ArtifactResult, ArtifactStatus, BlobCounts, TransferEvents } from '../transfer/stats.js';
@@ -18,7 +20,12 @@ export interface RuleProgress {
   present: number;
   skipped: number;
   failed: number;
+  /** bytes sent */
   bytes: number;
+  /** bytes planned as far as known (undefined: none yet), the artifacts they cover, and those done unsent */
+  bytesPlanned?: number | undefined;
+  artifactsSized: number;
+  bytesSkipped: number;
 }
 
 export interface ActiveBlob {
@@ -37,7 +44,11 @@ export interface ProgressSnapshot {
   bytes: number;
   /** recent rate (sliding window), bytes/s */
   bytesPerSecond: number;
-  /** total bytes to send, when known (never from a plain listing) */
+  /** bytes done: sent, plus planned bytes that needed no sending (blobs already there, artifacts present) */
+  bytesDone: number;
+  /** bytes planned as far as known (every rule's), and the artifacts they cover; undefined while none is known */
+  bytesPlanned?: { bytes: number; artifacts: number } | undefined;
+  /** total bytes to move, when known: given, or every rule planned and every artifact counted */
   bytesTotal?: number | undefined;
   artifacts: { done: number; failed: number; /** undefined until every rule has planned */ total?: number | undefined };
   blobs: BlobCounts & { done: number; active: number };
@@ -68,6 +79,7 @@ export class ProgressTracker {
   private readonly activeBlobs = new Map<string, { digest: string; size: number; rule: string; since: number; count: number; done: number }>();
   private readonly blobCounts: BlobCounts = { uploaded: 0, mounted: 0, skipped: 0 };
   private bytes = 0;
+  private skipped = 0;
   private retries = 0;
   private readonly samples: [number, number][] = [];
   private readonly rateWindowMs: number;
@@ -90,7 +102,7 @@ export class ProgressTracker {
 
   private rule(name: string): RuleProgress {
     let r = this.rules.get(name);
-    if (!r) this.rules.set(name, (r = { name, done: 0, copied: 0, present: 0, skipped: 0, failed: 0, bytes: 0 }));
+    if (!r) this.rules.set(name, (r = { name, done: 0, copied: 0, present: 0, skipped: 0, failed: 0, bytes: 0, artifactsSized: 0, bytesSkipped: 0 }));
     return r;
   }
 
@@ -102,7 +114,9 @@ export class ProgressTracker {
       this.detachers.push(() => events.off(name as never, listener));
     };
     on('planned', (rule, artifacts) => this.onPlanned(rule, artifacts));
+    on('plannedBytes', (rule, bytes, artifacts) => this.onPlannedBytes(rule, bytes, artifacts));
     on('bytes', (n, rule, digest) => this.onBytes(n, rule, digest));
+    on('bytesSkipped', (n, rule) => this.onBytesSkipped(n, rule));
     on('blob', (outcome) => this.onBlob(outcome));
     on('artifact', (result, rule) => this.onArtifact(result, rule));
     on('blobStart', (digest, size, rule) => this.onBlobStart(digest, size, rule));
@@ -118,6 +132,17 @@ export class ProgressTracker {
   onPlanned(rule: string, artifacts: number): void {
     this.firstPlannedAt ??= this.now();
     this.rule(rule).planned = artifacts;
+  }
+
+  onPlannedBytes(rule: string, bytes: number, artifacts: number): void {
+    const r = this.rule(rule);
+    r.bytesPlanned = bytes;
+    r.artifactsSized = artifacts;
+  }
+
+  onBytesSkipped(n: number, rule: string): void {
+    this.skipped += n;
+    this.rule(rule).bytesSkipped += n;
   }
 
   onBytes(n: number, rule: string, digest?: string): void {
@@ -164,11 +189,18 @@ export class ProgressTracker {
     const done = rules.reduce((n, r) => n + r.done, 0);
     const failed = rules.reduce((n, r) => n + r.failed, 0);
     const total = allPlanned ? rules.reduce((n, r) => n + (r.planned ?? 0), 0) : undefined;
+    const sizedRules = rules.filter((r) => r.bytesPlanned !== undefined);
+    const bytesPlanned = sizedRules.length
+      ? { bytes: sizedRules.reduce((n, r) => n + r.bytesPlanned!, 0), artifacts: sizedRules.reduce((n, r) => n + r.artifactsSized, 0) }
+      : undefined;
+    const complete = allPlanned && bytesPlanned !== undefined && rules.every((r) => r.artifactsSized >= (r.planned ?? 0));
     const snap: ProgressSnapshot = {
       elapsedMs: now - this.started,
       bytes: this.bytes,
+      bytesDone: this.bytes + this.skipped,
       bytesPerSecond,
-      bytesTotal: this.bytesTotal,
+      bytesPlanned,
+      bytesTotal: this.bytesTotal ?? (complete ? bytesPlanned.bytes : undefined),
       artifacts: { done, failed, total },
       blobs: {
         ...this.blobCounts,
@@ -181,26 +213,36 @@ export class ProgressTracker {
         .map((a) => ({ digest: a.digest, size: a.size, rule: a.rule, bytesDone: a.done, ageMs: now - a.since })),
       retries: this.retries,
     };
-    snap.etaSeconds = estimateEta(snap, this.firstPlannedAt === undefined ? undefined : now - this.firstPlannedAt);
+    snap.etaSeconds = estimateEta({ ...snap, bytes: snap.bytesDone }, this.firstPlannedAt === undefined ? undefined : now - this.firstPlannedAt);
     return snap;
   }
 }
 
 /**
  * Seconds left, always from bytes and the current rate (so a slower or faster link changes it at
- * once): the bytes still to send divided by the rate. The bytes to send are the known total when
- * there is one; otherwise what the artifacts done so far sent on average, times the artifacts left,
- * plus what the blobs in flight still lack. With no bytes moving (everything present, or stalled) it
- * falls back to the share of artifacts done since planning ended (`sincePlannedMs`).
+ * once): the bytes still to move divided by the rate. `bytes` is what is done (sent, plus what needed
+ * no sending). The bytes to move are the known total when there is one; else the bytes planned so
+ * far, extrapolated at their average over the artifacts not counted yet; else what the artifacts done
+ * so far moved on average, times the artifacts left, plus what the blobs in flight still lack. With
+ * no bytes moving (everything present, or stalled) it falls back to the share of artifacts done since
+ * planning ended (`sincePlannedMs`).
  */
 export function estimateEta(
-  s: Pick<ProgressSnapshot, 'bytes' | 'bytesPerSecond' | 'bytesTotal' | 'artifacts'> & { active?: Pick<ActiveBlob, 'size' | 'bytesDone'>[] | undefined },
+  s: Pick<ProgressSnapshot, 'bytes' | 'bytesPerSecond' | 'bytesTotal' | 'bytesPlanned'> & {
+    artifacts: Pick<ProgressSnapshot['artifacts'], 'done' | 'total'> & { failed?: number };
+    active?: Pick<ActiveBlob, 'size' | 'bytesDone'>[] | undefined;
+  },
   sincePlannedMs?: number,
 ): number | undefined {
   const { total, done } = s.artifacts;
   if (total !== undefined && done >= total) return 0;
   if (s.bytesPerSecond > 0) {
     if (s.bytesTotal !== undefined && s.bytesTotal > 0) return Math.max(0, (s.bytesTotal - s.bytes) / s.bytesPerSecond);
+    const planned = s.bytesPlanned;
+    if (planned && planned.artifacts > 0 && planned.bytes > 0 && total !== undefined) {
+      const expected = planned.bytes + (planned.bytes / planned.artifacts) * Math.max(0, total - planned.artifacts);
+      return Math.max(0, (expected - s.bytes) / s.bytesPerSecond);
+    }
     if (total !== undefined && done > 0) {
       const inFlight = (s.active ?? []).reduce((n, a) => n + Math.max(0, a.size - a.bytesDone), 0);
       const sentInFlight = (s.active ?? []).reduce((n, a) => n + a.bytesDone, 0);
@@ -231,14 +273,17 @@ function artifactsText(a: ProgressSnapshot['artifacts']): string {
   return `${a.done}/${a.total ?? '?'} artifacts${a.failed ? ` (${a.failed} failed)` : ''}`;
 }
 
+/** Bytes done of planned ("+": more to be counted as manifests are read), else bytes sent. */
 function bytesText(s: ProgressSnapshot): string {
-  return s.bytesTotal !== undefined ? `${formatBytes(s.bytes)} / ${formatBytes(s.bytesTotal)}` : formatBytes(s.bytes);
+  if (s.bytesTotal !== undefined) return `${formatBytes(Math.min(s.bytesDone, s.bytesTotal))} / ${formatBytes(s.bytesTotal)}`;
+  if (s.bytesPlanned) return `${formatBytes(Math.min(s.bytesDone, s.bytesPlanned.bytes))} / ${formatBytes(s.bytesPlanned.bytes)}+`;
+  return formatBytes(s.bytes);
 }
 
 /** The one-line summary logged every ~10 s when stderr is not a TTY. */
 export function formatProgressLine(s: ProgressSnapshot): string {
   return (
-    `progress: ${artifactsText(s.artifacts)}, ${bytesText(s)} sent at ${formatRate(s.bytesPerSecond)}, ETA ${formatDuration(s.etaSeconds)}, ` +
+    `progress: ${artifactsText(s.artifacts)}, ${bytesText(s)} ${s.bytesTotal !== undefined || s.bytesPlanned ? 'done' : 'sent'} at ${formatRate(s.bytesPerSecond)}, ETA ${formatDuration(s.etaSeconds)}, ` +
     `blobs ${s.blobs.done} done (${s.blobs.uploaded} uploaded, ${s.blobs.mounted} mounted, ${s.blobs.skipped} skipped), ${s.blobs.active} active` +
     (s.retries ? `, ${s.retries} retries` : '') +
     `, ${formatDuration(s.elapsedMs / 1000)} elapsed`
@@ -252,6 +297,8 @@ export function progressFields(s: ProgressSnapshot): Record<string, unknown> {
     artifactsTotal: s.artifacts.total ?? null,
     artifactsFailed: s.artifacts.failed,
     bytes: s.bytes,
+    bytesDone: s.bytesDone,
+    bytesPlanned: s.bytesPlanned?.bytes ?? null,
     bytesTotal: s.bytesTotal ?? null,
     bytesPerSecond: Math.round(s.bytesPerSecond),
     etaSeconds: s.etaSeconds === undefined ? null : Math.round(s.etaSeconds),
@@ -291,7 +338,7 @@ export function renderProgress(s: ProgressSnapshot, opts: RenderOptions = {}): s
           (r.failed ? `, ${r.failed} failed` : '') +
           (r.present ? `, ${r.present} present` : '') +
           (r.skipped ? `, ${r.skipped} skipped` : '') +
-          `  ${formatBytes(r.bytes)}` +
+          `  ${r.bytesPlanned !== undefined ? `${formatBytes(Math.min(r.bytes + r.bytesSkipped, r.bytesPlanned))} / ${formatBytes(r.bytesPlanned)}${r.artifactsSized < r.planned ? '+' : ''}` : formatBytes(r.bytes)}` +
           (r.done >= r.planned ? '  done' : '');
     lines.push(`  ${r.name.padEnd(nameWidth)}  ${state}`);
   }

@@ -36,6 +36,8 @@ export interface RuleReport {
   blobs: BlobCounts;
   referrers: number;
   bytes: number;
+  /** Bytes the run planned to move, as far as it learnt them (listing sizes, manifests read); absent when none. */
+  bytesPlanned?: number | undefined;
   durationMs: number;
   /**
    * A sample of the results, bounded whatever the catalog size: every failure up to 1000, the other
@@ -99,6 +101,7 @@ export function completeRuleReport(report: RuleReport, stats: RuleStats, opts: {
   // `problems` counts every plan problem (the report lists only the first ones).
   report.artifacts.failed = stats.count('failed') + (opts.problems ?? report.problems.length);
   report.bytes = stats.bytes;
+  if (stats.bytesPlanned > 0) report.bytesPlanned = stats.bytesPlanned;
   report.referrers = stats.referrers;
   if (stats.omitted.failed || stats.omitted.other) report.itemsOmitted = { ...stats.omitted };
   report.status = opts.cancelled ? 'cancelled' : report.artifacts.failed ? 'partial' : 'ok';

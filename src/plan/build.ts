@@ -267,6 +267,7 @@ export class RulePlanner {
         tags,
         ...(artifact.digest !== undefined ? { digest: artifact.digest } : {}),
         ...(artifact.kind ? { kind: artifact.kind } : {}),
+        ...(artifact.size !== undefined ? { size: artifact.size } : {}),
         ...(artifact.chartMuseum ? { chartMuseum: artifact.chartMuseum } : {}),
       });
     }

@@ -18,6 +18,8 @@ export interface WorkItem {
   tags: string[];
   digest?: string;
   kind?: ArtifactKind;
+  /** Bytes of the artifact as the listing gives them (Harbor's artifact size), for the progress totals. */
+  size?: number;
   chartMuseum?: SourceArtifact['chartMuseum'];
 }
 

@@ -240,6 +240,7 @@ export class HarborApi {
       if (kind) artifact.kind = kind;
       const pushedAt = harborTime(a.push_time);
       if (pushedAt) artifact.pushedAt = pushedAt;
+      if (typeof a.size === 'number' && a.size >= 0) artifact.size = a.size;
       yield artifact;
     }
   }

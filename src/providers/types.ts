@@ -21,6 +21,8 @@ export interface SourceArtifact {
   tagPushedAt?: Record<string, Date>;
   /** Push time of the artifact itself (Harbor push_time). */
   pushedAt?: Date;
+  /** Bytes of the artifact (manifests and blobs) when the listing says (Harbor's artifact size): the progress totals. */
+  size?: number;
   /** Set for charts that live in a ChartMuseum repository rather than the OCI registry. */
   chartMuseum?: ChartMuseumRef;
 }

@@ -9,6 +9,7 @@ import { RegistryError, UnsupportedContentError } from '../registry/errors.js';
 import { type Descriptor, MediaTypes, type ParsedManifest, artifactKind, parseManifest, sha256Digest } from '../registry/media-types.js';
 import { isOci, toDockerManifest, toDockerManifestList } from './convert.js';
 import type { BlobCopier } from './blob-copier.js';
+import { ArtifactBytes } from './byte-plan.js';
 import type { DestinationState } from '../state/types.js';
 import type { ArtifactResult, RuleStats } from './stats.js';
 import type { TokenBucket } from './throttle.js';
@@ -54,6 +55,8 @@ export interface ArtifactContext {
   sourceTags?: ReadonlySet<string> | undefined;
   /** Set by the copier: the destination repository had no tag when this run reached it (no HEADs inside). */
   destinationEmpty?: boolean | undefined;
+  /** Set by the copier: the artifact's bytes planned and done (progress), fed as its manifests are read. */
+  bytes?: ArtifactBytes | undefined;
 }
 
 /** What a destination repository holds, learnt once per repository and run. */
@@ -97,7 +100,8 @@ export class ArtifactCopier implements ContentCopier {
     private readonly hooks: ManifestHooks = {},
   ) {}
 
-  async copy(ctx: ArtifactContext): Promise<ArtifactResult> {
+  async copy(context: ArtifactContext): Promise<ArtifactResult> {
+    const ctx: ArtifactContext = { ...context, bytes: context.bytes ?? new ArtifactBytes(context.stats, context.item.size) };
     const { item } = ctx;
     const source = `${ctx.source.name}/${item.sourceRepository}${refSuffix(item.sourceReference)}`;
     const destination = `${ctx.destination.name}/${item.destinationRepository}`;
@@ -212,6 +216,7 @@ export class ArtifactCopier implements ContentCopier {
   }
 
   private finish(ctx: ArtifactContext, result: ArtifactResult): ArtifactResult {
+    ctx.bytes?.end();
     ctx.stats.addArtifact(result);
     const level = result.status === 'failed' ? 'error' : 'info';
     this.logger?.[level]({ rule: ctx.item.rule, source: result.source, destination: result.destination, status: result.status, reason: result.reason }, `artifact ${result.status}`);
@@ -237,9 +242,11 @@ export class ArtifactCopier implements ContentCopier {
       return;
     }
     const blobs = uniqueByDigest([effective.config, ...effective.layers].filter((d) => !FOREIGN_LAYER_TYPES.has(d.mediaType)));
+    ctx.bytes?.manifestRead(blobs);
     await settleAll(
       blobs.map((descriptor) =>
-        this.blobs.copy({
+        this.blobs
+          .copy({
           source: ctx.source,
           sourceRepository: ctx.item.sourceRepository,
           destination: ctx.destination,
@@ -251,7 +258,8 @@ export class ArtifactCopier implements ContentCopier {
           signal: ctx.signal,
           stop: ctx.stop,
           destinationEmpty: ctx.destinationEmpty,
-        }),
+          })
+          .then((outcome) => (ctx.bytes?.blobDone(descriptor), outcome)),
       ),
     );
   }

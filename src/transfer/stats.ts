@@ -29,10 +29,22 @@ export interface ArtifactResult {
 }
 
 export interface TransferEvents {
-  /** a rule's plan is ready: `artifacts` work items will be copied, `bytes` sent when known (progress totals) */
-  planned: [rule: string, artifacts: number, bytes?: number];
+  /** a rule's plan grew: `artifacts` work items (the rule's total so far) will be copied */
+  planned: [rule: string, artifacts: number];
+  /**
+   * What the rule's plan moves, as far as known (totals so far): `bytes` planned, counted from the
+   * listing's artifact sizes where the product gives them (Harbor), else from each manifest's blobs as
+   * the copier reads it; `artifacts` is how many artifacts those bytes cover (the others are not known yet).
+   */
+  plannedBytes: [rule: string, bytes: number, artifacts: number];
   /** bytes sent to a destination (after throttling) */
   bytes: [n: number, rule: string, digest?: string];
+  /**
+   * Planned bytes done without being sent: blobs the destination had (skipped, mounted), and what an
+   * artifact that ended had planned beyond its blobs copied (present, failed, skipped). Bytes done =
+   * `bytes` + `bytesSkipped`.
+   */
+  bytesSkipped: [n: number, rule: string];
   blob: [outcome: keyof BlobCounts, rule: string, size: number];
   artifact: [result: ArtifactResult, rule: string];
   blobStart: [digest: string, size: number, rule: string];
@@ -52,6 +64,10 @@ export const REPORT_OTHERS_KEPT = 200;
 export class RuleStats {
   readonly blobs: BlobCounts = { uploaded: 0, mounted: 0, skipped: 0 };
   bytes = 0;
+  /** Bytes planned so far (see TransferEvents.plannedBytes), the artifacts they cover, and those done without sending. */
+  bytesPlanned = 0;
+  artifactsSized = 0;
+  bytesSkipped = 0;
   /** The results kept for the report (see the class comment); `omitted` counts the others. */
   readonly artifacts: ArtifactResult[] = [];
   readonly omitted = { failed: 0, other: 0 };
@@ -77,6 +93,23 @@ export class RuleStats {
   addBlob(outcome: keyof BlobCounts, size: number): void {
     this.blobs[outcome]++;
     this.events?.emit('blob', outcome, this.rule, size);
+    // A blob the destination has (or mounts) is done for the bytes bar without a byte sent.
+    if (outcome !== 'uploaded') this.skipBytes(size);
+  }
+
+  /** Adds to the bytes planned: `n` more bytes, covering `artifacts` more artifacts. */
+  planBytes(n: number, artifacts: number): void {
+    if (n <= 0 && artifacts <= 0) return;
+    this.bytesPlanned += Math.max(0, n);
+    this.artifactsSized += artifacts;
+    this.events?.emit('plannedBytes', this.rule, this.bytesPlanned, this.artifactsSized);
+  }
+
+  /** Planned bytes done without being sent (see TransferEvents.bytesSkipped). */
+  skipBytes(n: number): void {
+    if (!(n > 0)) return;
+    this.bytesSkipped += n;
+    this.events?.emit('bytesSkipped', n, this.rule);
   }
 
   addArtifact(result: ArtifactResult): void {

@@ -30,13 +30,14 @@ function snapshot(over: Partial<ProgressSnapshot> = {}): ProgressSnapshot {
   return {
     elapsedMs: 95_000,
     bytes: 1.5 * 1024 * MiB,
+    bytesDone: 1.5 * 1024 * MiB,
     bytesPerSecond: 45 * MiB,
     artifacts: { done: 52, failed: 1, total: 140 },
     blobs: { uploaded: 120, mounted: 30, skipped: 150, done: 300, active: 2 },
     rules: [
-      { name: 'idc-to-tcr', planned: 100, done: 40, copied: 30, present: 9, skipped: 0, failed: 1, bytes: 1024 * MiB },
-      { name: 'charts', planned: 40, done: 12, copied: 12, present: 0, skipped: 0, failed: 0, bytes: 512 * MiB },
-      { name: 'nightly', done: 0, copied: 0, present: 0, skipped: 0, failed: 0, bytes: 0 },
+      { name: 'idc-to-tcr', planned: 100, done: 40, copied: 30, present: 9, skipped: 0, failed: 1, bytes: 1024 * MiB, artifactsSized: 0, bytesSkipped: 0 },
+      { name: 'charts', planned: 40, done: 12, copied: 12, present: 0, skipped: 0, failed: 0, bytes: 512 * MiB, artifactsSized: 0, bytesSkipped: 0 },
+      { name: 'nightly', done: 0, copied: 0, present: 0, skipped: 0, failed: 0, bytes: 0, artifactsSized: 0, bytesSkipped: 0 },
     ],
     active: [
       { digest: `sha256:${'ab'.repeat(32)}`, size: 300 * MiB, rule: 'idc-to-tcr', bytesDone: 75 * MiB, ageMs: 12_000 },
@@ -101,6 +102,37 @@ describe('ProgressTracker', () => {
     expect(t.snapshot().bytesPerSecond).toBeLessThan(2 * MiB);
   });
 
+  it('counts bytes planned and done (sent + needing no sending); the ETA is from the bytes left', () => {
+    const c = clock();
+    const events = new EventEmitter<TransferEvents>();
+    const t = new ProgressTracker({ rules: ['a', 'b'], now: c.now }).attach(events);
+    events.emit('planned', 'a', 4);
+    events.emit('planned', 'b', 2);
+    // a: its listing sized 2 of its 4 artifacts (100 MiB); b: both artifacts' manifests read (20 MiB).
+    events.emit('plannedBytes', 'a', 100 * MiB, 2);
+    events.emit('plannedBytes', 'b', 20 * MiB, 2);
+    let s = t.snapshot();
+    expect(s.bytesPlanned).toEqual({ bytes: 120 * MiB, artifacts: 4 });
+    expect(s.bytesTotal).toBeUndefined(); // a has 2 artifacts not counted yet
+    c.advance(1000);
+    events.emit('bytes', 10 * MiB, 'a');
+    events.emit('bytesSkipped', 20 * MiB, 'b');
+    s = t.snapshot();
+    expect(s.bytes).toBe(10 * MiB);
+    expect(s.bytesDone).toBe(30 * MiB);
+    // 120 MiB over 4 artifacts, 6 planned: 180 MiB expected, 150 MiB left at 10 MiB/s.
+    expect(s.etaSeconds).toBeCloseTo(15);
+    expect(formatProgressLine(s)).toContain('30.0 MiB / 120.0 MiB+ done at 10.0 MiB/s, ETA 15s');
+    expect(renderProgress(s, { width: 200 })[1]).toBe('  a  0/4 artifacts  10.0 MiB / 100.0 MiB+');
+    // Every artifact counted: the total is known and the "+" goes.
+    events.emit('plannedBytes', 'a', 160 * MiB, 4);
+    s = t.snapshot();
+    expect(s.bytesTotal).toBe(180 * MiB);
+    expect(s.etaSeconds).toBeCloseTo(15);
+    expect(renderProgress(s, { width: 200 })[0]).toMatch(/^ferry  30\.0 MiB \/ 180\.0 MiB  /);
+    expect(progressFields(s)).toMatchObject({ bytes: 10 * MiB, bytesDone: 30 * MiB, bytesPlanned: 180 * MiB, bytesTotal: 180 * MiB });
+  });
+
   it('counts a blob copied twice at once (two repositories, retries) until both end', () => {
     const events = new EventEmitter<TransferEvents>();
     const t = new ProgressTracker().attach(events);
@@ -125,6 +157,13 @@ describe('estimateEta', () => {
     // The rate halves: the ETA doubles at once (the share of artifacts would not notice).
     expect(estimateEta({ ...base, bytesPerSecond: 5 }, 5000)).toBe(60);
   });
+  it('extrapolates the bytes planned so far over the artifacts not counted yet', () => {
+    // 200 B planned over 2 artifacts of 4: 400 B expected, 300 B left at 10 B/s.
+    expect(estimateEta({ ...base, bytesPlanned: { bytes: 200, artifacts: 2 } }, 5000)).toBe(30);
+    expect(estimateEta({ ...base, bytesPlanned: { bytes: 400, artifacts: 4 } }, 5000)).toBe(30);
+    // the known total wins
+    expect(estimateEta({ ...base, bytesTotal: 150, bytesPlanned: { bytes: 200, artifacts: 2 } }, 5000)).toBe(5);
+  });
   it('falls back to the share of artifacts done since planning when no bytes move', () => {
     expect(estimateEta({ ...base, bytesPerSecond: 0 }, 5000)).toBe(15);
   });
@@ -147,7 +186,7 @@ describe('formatting', () => {
     expect(formatProgressLine(snapshot({ artifacts: { done: 0, failed: 0 }, etaSeconds: undefined, bytes: 0, bytesPerSecond: 0, retries: 3 }))).toBe(
       'progress: 0/? artifacts, 0 B sent at 0 B/s, ETA --, blobs 300 done (120 uploaded, 30 mounted, 150 skipped), 2 active, 3 retries, 1m35s elapsed',
     );
-    expect(formatProgressLine(snapshot({ bytesTotal: 3 * 1024 * MiB }))).toContain('1.5 GiB / 3.0 GiB sent');
+    expect(formatProgressLine(snapshot({ bytesTotal: 3 * 1024 * MiB }))).toContain('1.5 GiB / 3.0 GiB done');
     expect(progressFields(snapshot())).toMatchObject({ artifactsDone: 52, artifactsTotal: 140, bytesPerSecond: 45 * MiB, etaSeconds: 190, rules: { nightly: { planned: null } } });
   });
 
@@ -172,7 +211,7 @@ describe('formatting', () => {
   });
 
   it('marks a finished rule', () => {
-    const s = snapshot({ rules: [{ name: 'r', planned: 2, done: 2, copied: 2, present: 0, skipped: 0, failed: 0, bytes: 10 }] });
+    const s = snapshot({ rules: [{ name: 'r', planned: 2, done: 2, copied: 2, present: 0, skipped: 0, failed: 0, bytes: 10, artifactsSized: 0, bytesSkipped: 0 }] });
     expect(renderProgress(s)[1]).toBe('  r  2/2 artifacts  10 B  done');
   });
 });

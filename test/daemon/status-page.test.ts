@@ -114,19 +114,28 @@ describe.runIf(haveChromium)('status page in headless Chromium', () => {
     await expect.poll(() => live.count(), { timeout: 5000 }).toBe(1);
     expect(await live.innerText()).toContain('on-push');
     const engine = fakes.current() as unknown as { events: import('node:events').EventEmitter };
-    engine.events.emit('planned', 'on-push', 4, 8 * 1024 * 1024);
+    engine.events.emit('planned', 'on-push', 4);
+    // Planned bytes as the engine learns them: three artifacts' manifests read ("+": more to count) ...
+    engine.events.emit('plannedBytes', 'on-push', 6 * 1024 * 1024, 3);
+    await expect.poll(() => live.locator('td.bytes').innerText(), { timeout: 5000 }).toBe('0 B / 6.0 MiB+');
+    expect(await live.locator('td.eta').innerText()).toBe('--'); // nothing moving yet
+    // ... then all four; bytes done = sent (2 MiB) + a blob already at the destination (2 MiB).
+    engine.events.emit('plannedBytes', 'on-push', 8 * 1024 * 1024, 4);
     engine.events.emit('blobStart', `sha256:${'b'.repeat(64)}`, 3 * 1024 * 1024, 'on-push');
     engine.events.emit('bytes', 2 * 1024 * 1024, 'on-push');
+    engine.events.emit('bytesSkipped', 2 * 1024 * 1024, 'on-push');
     engine.events.emit('artifact', { source: 'src/lib/a:1', destination: 'dst/lib/a:1', status: 'copied', tags: ['1'] }, 'on-push');
-    await expect.poll(() => live.locator('td.bytes').innerText(), { timeout: 5000 }).toBe('2.0 MiB / 8.0 MiB');
+    await expect.poll(() => live.locator('td.bytes').innerText(), { timeout: 5000 }).toBe('4.0 MiB / 8.0 MiB');
     expect(await live.locator('td.artifacts').innerText()).toBe('1 / 4');
     expect(await live.locator('progress.p-artifacts').evaluate((p: { value: number; max: number }) => [p.value, p.max])).toEqual([1, 4]);
-    expect(await live.locator('progress.p-bytes').evaluate((p: { value: number; max: number }) => p.value / p.max)).toBeCloseTo(0.25);
+    expect(await live.locator('progress.p-bytes').evaluate((p: { value: number; max: number }) => [p.value, p.max])).toEqual([4 * 1024 * 1024, 8 * 1024 * 1024]);
+    // The ETA is from bytes: 4 MiB left at the current rate (2 MiB over the rate window), in seconds.
+    await expect.poll(() => live.locator('td.eta').innerText(), { timeout: 5000 }).toMatch(/^\d+(\.\d)? s$/);
     await expect.poll(async () => Number((await live.locator('.rate-value').innerText()).split(' ')[0]), { timeout: 5000 }).toBeGreaterThan(0);
     const points = await live.locator('svg.chart polyline').getAttribute('points');
     expect(points?.split(' ')).toHaveLength(60);
     expect(points).toMatch(/,0\.50/); // the second with the 2 MiB is the peak: top of the chart
-    expect(await live.locator('td').nth(7).innerText()).toBe('1'); // blobs in flight
+    expect(await live.locator('td').nth(8).innerText()).toBe('1'); // blobs in flight
     await shot(page, '1-overview-running');
 
     // A trigger while the rule runs: the follow-up is shown as queued, with its work.
@@ -134,7 +143,7 @@ describe.runIf(haveChromium)('status page in headless Chromium', () => {
     const queued = page.locator('#queued-rows tr');
     await expect.poll(() => queued.count(), { timeout: 5000 }).toBe(1);
     expect(await queued.innerText()).toMatch(/on-push[\s\S]*event[\s\S]*1 artifact\(s\), 0 deletion\(s\)/);
-    expect(await live.locator('td').nth(8).innerText()).toBe('follow-up queued');
+    expect(await live.locator('td').nth(9).innerText()).toBe('follow-up queued');
     await shot(page, '2-follow-up-queued');
 
     // Dropping the follow-up from the page.
