@@ -8,8 +8,11 @@
 // A rule whose destination differs by design (rule `platforms`, swr.convertToDocker) is checked
 // against the destination's own tree instead: tags present, and every child and blob they name.
 //
-// Bounded memory: artifacts are checked a few at a time as the plan yields them; differences go to a
-// callback as they are found and the report keeps the first `maxDifferences` of them (plus counts).
+// Bounded memory: the plan streams (Engine.planRepositories: one source repository at a time, the
+// listing read only as fast as the checks take it, never the rule's whole plan), artifacts are checked
+// a few at a time as it yields them; differences go to a callback as they are found and the report
+// keeps the first `maxDifferences` of them, counting the rest (`differencesTotal`), like the sync
+// report does with failures.
 // Where the destination provider has a bulk tag inventory (listTagInventory), tags are looked up in it,
 // one destination repository at a time, instead of one HEAD per tag.
 import PQueue from 'p-queue';
@@ -131,35 +134,41 @@ async function verifyRule(engine: Engine, rule: RuleConfig, opts: VerifyOptions)
     if (report.differences.length < max) report.differences.push(d);
     opts.onDifference?.(d);
   };
+  const concurrency = opts.concurrency ?? Math.min(16, engine.config.transfer.artifactConcurrency);
+  const queue = new PQueue({ concurrency });
+  const checkOne = async (checker: ArtifactChecker, item: WorkItem): Promise<void> => {
+    const found: Difference[] = [];
+    try {
+      await checker.check(item, (d) => found.push(d));
+    } catch (err) {
+      found.push({ rule: rule.name, ...refs(item), what: 'error', detail: (err as Error).message });
+    }
+    report.artifacts.checked++;
+    if (found.length) report.artifacts.differing++;
+    else report.artifacts.matching++;
+    for (const d of found) record(d);
+  };
   try {
-    const plan = await engine.plan(rule, { signal: opts.signal, repositoryFilter: opts.repositoryFilter });
-    for (const p of plan.problems) recordProblem(rule, p, record);
-    report.artifacts.differing += plan.problems.length;
     const checker = new ArtifactChecker(engine.provider(rule.source), engine.provider(rule.destination), rule);
-    const concurrency = opts.concurrency ?? Math.min(16, engine.config.transfer.artifactConcurrency);
-    const queue = new PQueue({ concurrency });
-    for (const item of plan.items) {
+    for await (const repo of engine.planRepositories(rule, { signal: opts.signal, repositoryFilter: opts.repositoryFilter })) {
+      for (const p of repo.problems) recordProblem(rule, p, record);
+      report.artifacts.differing += repo.problems.length;
+      for (const item of repo.items) {
+        if (opts.signal?.aborted) break;
+        // Signatures and referrer fallback tags are checked with their subject (as referrers), not twice.
+        if (rule.copyReferrers && item.tags.length > 0 && item.tags.every((t) => REFERRER_TAG.test(t))) continue;
+        // Bounded: never more than a couple of batches queued ahead of the checks in flight (and the
+        // next repository is listed only once this one's checks are nearly all started).
+        await queue.onSizeLessThan(concurrency * 2);
+        void queue.add(() => checkOne(checker, item));
+      }
       if (opts.signal?.aborted) break;
-      // Signatures and referrer fallback tags are checked with their subject (as referrers), not twice.
-      if (rule.copyReferrers && item.tags.length > 0 && item.tags.every((t) => REFERRER_TAG.test(t))) continue;
-      // Bounded: never more than a couple of batches queued ahead of the checks in flight.
-      await queue.onSizeLessThan(concurrency * 2);
-      void queue.add(async () => {
-        const found: Difference[] = [];
-        try {
-          await checker.check(item, (d) => found.push(d));
-        } catch (err) {
-          found.push({ rule: rule.name, ...refs(item), what: 'error', detail: (err as Error).message });
-        }
-        report.artifacts.checked++;
-        if (found.length) report.artifacts.differing++;
-        else report.artifacts.matching++;
-        for (const d of found) record(d);
-      });
     }
     await queue.onIdle();
     report.status = report.differencesTotal > 0 ? 'differs' : 'match';
   } catch (err) {
+    // The listing failed part-way: the checks already started finish before the rule is reported.
+    await queue.onIdle();
     report.status = 'failed';
     report.error = (err as Error).message;
   }

@@ -6,15 +6,19 @@
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { stringify } from 'yaml';
 import { type TestImage, type TestIndex, type TestRegistry, buildImage, buildMultiArch, buildSignature, catalog, pushImage, randomBlob, startRegistry } from '../helpers/index.js';
+import { parseConfig } from '../../src/config/load.js';
+import { Engine } from '../../src/engine/engine.js';
+import { verifyRules } from '../../src/engine/verify.js';
 import { runFerry } from './run.js';
 
 let source: TestRegistry;
 let destination: TestRegistry;
 const dir = mkdtempSync(join(tmpdir(), 'ferry-cli-verify-'));
 let configFile: string;
+let config: Record<string, unknown>;
 let app: TestImage;
 let other: TestImage;
 let multi: TestIndex;
@@ -46,14 +50,12 @@ beforeAll(async () => {
   await pushImage(source, 'library/signed', '1', signed);
   await pushImage(source, 'library/signed', signature.tag, signature);
   configFile = join(dir, 'ferry.yaml');
-  writeFileSync(
-    configFile,
-    stringify({
-      registries: { src: { url: source.url }, dst: { url: destination.url } },
-      transfer: { retries: 0, stateDir: join(dir, 'state') },
-      rules: [{ name: 'mirror', source: 'src', destination: 'dst', destinationNamespace: 'm', filters: { repositories: ['library/**'] } }],
-    }),
-  );
+  config = {
+    registries: { src: { url: source.url }, dst: { url: destination.url } },
+    transfer: { retries: 0, stateDir: join(dir, 'state') },
+    rules: [{ name: 'mirror', source: 'src', destination: 'dst', destinationNamespace: 'm', filters: { repositories: ['library/**'] } }],
+  };
+  writeFileSync(configFile, stringify(config));
   const sync = await runFerry(['sync', '--config', configFile, '--quiet']);
   expect(sync.code, sync.stderr).toBe(0);
 }, 120_000);
@@ -107,6 +109,23 @@ describe('ferry verify', { timeout: 150_000 }, () => {
     // Read-only: nothing new at the destination, no state written.
     expect(await catalog(destination)).toEqual(before);
     expect(existsSync(stateDir)).toBe(false);
+  });
+
+  it('streams the plan one repository at a time (never the whole plan) and keeps differences up to the cap, counting the rest', async () => {
+    const engine = new Engine(parseConfig(config), { stateDir: false });
+    try {
+      const whole = vi.spyOn(engine, 'plan');
+      const streamed = vi.spyOn(engine, 'planRepositories');
+      const report = await verifyRules(engine, engine.selectRules(), { maxDifferences: 2, concurrency: 1 });
+      expect(whole).not.toHaveBeenCalled();
+      expect(streamed).toHaveBeenCalledTimes(1);
+      expect(report.status).toBe('differs');
+      expect(report.rules[0]!.differences).toHaveLength(2);
+      expect(report.rules[0]!.differencesTotal).toBe(4);
+      expect(report.totals).toMatchObject({ differences: 4, artifacts: { differing: 4 } });
+    } finally {
+      await engine.close();
+    }
   });
 
   it('a missing destination repository is "missing"; an unknown rule exits 2; an unreachable registry 3', async () => {
