@@ -26,6 +26,7 @@ import { CopyPipeline } from './copy-pipeline.js';
 import { type RuleReport, type SyncReport, completePlannedReport, completeRuleReport, startRuleReport, summarize } from './report.js';
 import { PlanInspector } from './plan-details.js';
 import { GoneTags, deleteGoneTags, recordPushes } from './delete-remote.js';
+import { PushOrder } from './push-order.js';
 
 /** Plan problems a report lists (the count covers them all). */
 export const PROBLEMS_KEPT = 1000;
@@ -107,6 +108,8 @@ export class Engine {
   private readonly filterCache = new Map<string, CompiledFilters>();
   /** Every request of this engine's providers, per registry and kind (one counter for all of them). */
   private readonly requests = new RequestCounter();
+  /** Tag pushes per destination repository in planned order, whatever artifactConcurrency (push-order.ts). */
+  private readonly pushOrder = new PushOrder();
 
   constructor(config: FerryConfig, opts: EngineOptions = {}) {
     this.onRequest = opts.onRequest;
@@ -450,15 +453,19 @@ export class Engine {
     const source = this.provider(rule.source);
     const destination = this.provider(rule.destination);
     const filters = this.compiledFilters(rule);
+    // Taken now, in planned order (copyItem is called in that order), released however the copy ends.
+    const destinationKey = registryKey(rule.destination, destination.config);
+    const pushTurn = this.pushOrder.enter(`${destinationKey}\n${item.destinationRepository}`);
     await this.artifactQueue.add(async () => {
       // No `signal` option to p-queue (it would reject at once while the copy runs on): a queued
       // artifact checks stop/abort when its turn comes and is then left out of the report.
       if (signal?.aborted || stop?.aborted) return;
       await (item.chartMuseum ? this.charts : this.artifacts).copy({
+        pushTurn,
         item,
         source: source.client,
         destination: destination.client,
-        destinationKey: registryKey(rule.destination, destination.config),
+        destinationKey,
         override: rule.override,
         stats,
         ruleBucket: this.ruleBucket(rule),
@@ -472,7 +479,7 @@ export class Engine {
         sourceTags,
         ...conversionOptions(destination.config),
       });
-    });
+    }).finally(() => pushTurn.done());
   }
 
   /** Forgets what this process learnt about destinations (the daemon calls it at the start of each run). */

@@ -11,6 +11,7 @@ import { isOci, toDockerManifest, toDockerManifestList } from './convert.js';
 import type { BlobCopier } from './blob-copier.js';
 import { ArtifactBytes } from './byte-plan.js';
 import type { DestinationState } from '../state/types.js';
+import type { PushTurn } from '../engine/push-order.js';
 import type { ArtifactResult, RuleStats } from './stats.js';
 import type { TokenBucket } from './throttle.js';
 
@@ -55,6 +56,11 @@ export interface ArtifactContext {
   sourceTags?: ReadonlySet<string> | undefined;
   /** Set by the copier: the destination repository had no tag when this run reached it (no HEADs inside). */
   destinationEmpty?: boolean | undefined;
+  /**
+   * The artifact's place in its destination repository's push order (engine/push-order.ts): the tag
+   * push waits for `ready()`; `done()` once the tags are pushed or the artifact ended.
+   */
+  pushTurn?: PushTurn | undefined;
   /** Set by the copier: the artifact's bytes planned and done (progress), fed as its manifests are read. */
   bytes?: ArtifactBytes | undefined;
 }
@@ -170,13 +176,19 @@ export class ArtifactCopier implements ContentCopier {
       const bytesBefore = ctx.stats.bytes;
       const empty = known && !known.inventory?.size && (await known.tags())?.size === 0;
       await this.copyContent(empty ? { ...ctx, destinationEmpty: true } : ctx, effective, converted);
-      await this.pushManifest(ctx, effective, async () => {
-        for (const ref of toPush) {
-          await ctx.destination.putManifest(item.destinationRepository, ref, target.bytes, target.mediaType).catch((err: unknown) => {
-            throw withOciHint(err, ctx, target.mediaType);
-          });
-        }
-      });
+      // Blobs and children copied in parallel with other artifacts; the tags in planned order.
+      await ctx.pushTurn?.ready();
+      try {
+        await this.pushManifest(ctx, effective, async () => {
+          for (const ref of toPush) {
+            await ctx.destination.putManifest(item.destinationRepository, ref, target.bytes, target.mediaType).catch((err: unknown) => {
+              throw withOciHint(err, ctx, target.mediaType);
+            });
+          }
+        });
+      } finally {
+        ctx.pushTurn?.done();
+      }
       await this.state.recordManifest(ctx.destinationKey, item.destinationRepository, target.digest);
       // Signatures and attestations sign the OCI digest: they cannot follow a converted manifest.
       const referrers = converted ? undefined : await this.hooks.afterPush?.(ctx, target.digest, this);
@@ -216,6 +228,7 @@ export class ArtifactCopier implements ContentCopier {
   }
 
   private finish(ctx: ArtifactContext, result: ArtifactResult): ArtifactResult {
+    ctx.pushTurn?.done();
     ctx.bytes?.end();
     ctx.stats.addArtifact(result);
     const level = result.status === 'failed' ? 'error' : 'info';
