@@ -82,7 +82,8 @@ describe('HarborApi against a Harbor API stand-in', () => {
       ].sort(),
     );
     const nginx = artifacts.find((a) => a.digest === d('1'))!;
-    expect(nginx).toMatchObject({ kind: 'image', labels: ['release', 'qa'], pushedAt: new Date('2024-05-01T10:00:00Z') });
+    // size: Harbor's artifact size (the stub's default), the progress bars' planned bytes
+    expect(nginx).toMatchObject({ kind: 'image', labels: ['release', 'qa'], pushedAt: new Date('2024-05-01T10:00:00Z'), size: 1234 });
     expect(nginx.tagPushedAt).toEqual({
       '1.27': new Date('2024-05-01T10:00:00Z'),
       latest: new Date('2024-06-01T10:00:00Z'),
