@@ -44,15 +44,20 @@ export interface Execution {
   bytesPlanned?: number | undefined;
   /** Human-readable problems: the rule's error, plan problems, failed artifacts and deletions. */
   errors: string[];
-  /** Artifact-level log. */
+  /**
+   * Artifact results, bounded as the sync report's: every failure up to 1000, the others up to 200;
+   * `itemsOmitted` counts the rest and `artifactLog` (JSON Lines in the state directory) has them all.
+   */
   items: ArtifactResult[];
+  itemsOmitted?: { failed: number; other: number } | undefined;
+  artifactLog?: string | undefined;
   deletions: DeletionResult[];
   request: RunRequest;
   /** Set on an interrupted execution once a later one has picked its work up. */
   resumedBy?: number | undefined;
 }
 
-/** The list view: everything but the artifact-level log and the request. */
+/** The list view: everything but the artifact results and the request. */
 export type ExecutionSummary = Omit<Execution, 'items' | 'request' | 'deletions'> & {
   trigger: TriggerInfo['type'];
   errorCount: number;

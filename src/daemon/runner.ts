@@ -8,7 +8,7 @@ import type { RuleConfig } from '../config/schema.js';
 import type { RuleReport } from '../engine/report.js';
 import type { Logger } from '../log.js';
 import type { SourceArtifact } from '../plan/types.js';
-import type { ArtifactResult, BlobCounts } from '../transfer/stats.js';
+import { type ArtifactResult, type BlobCounts, ResultSample } from '../transfer/stats.js';
 import type { EngineLike, EnginePool } from './engines.js';
 import { type DeleteRequest, type Execution, type RunRequest, type TriggerInfo, emptyExecution } from './execution.js';
 import type { History } from './history.js';
@@ -45,6 +45,8 @@ interface Active {
   bytesSkipped: number;
   /** Bytes sent per whole second (unix second → bytes), the last RATE_HISTORY_S + 1 seconds. */
   perSecond: Map<number, number>;
+  /** The results `exec.items` shows while the run goes on: bounded as the sync report's. */
+  sample: ResultSample;
 }
 
 export interface LiveRun {
@@ -277,7 +279,8 @@ export class Runner {
   onArtifact(result: ArtifactResult, rule: string): void {
     const a = this.active.get(rule);
     if (!a) return;
-    a.exec.items.push(result);
+    a.sample.add(result);
+    a.exec.itemsOmitted = itemsOmitted(a.sample.omitted);
     a.exec.artifacts[result.status]++;
   }
 
@@ -337,7 +340,9 @@ export class Runner {
 
   private start(exec: Execution): void {
     this.cancelSave(exec);
-    const active: Active = { exec, controller: new AbortController(), stopper: new AbortController(), inFlight: new Map(), done: Promise.resolve(), perSecond: new Map(), artifactsSized: 0, bytesSkipped: 0 };
+    const sample = new ResultSample();
+    const active: Active = { exec, controller: new AbortController(), stopper: new AbortController(), inFlight: new Map(), done: Promise.resolve(), perSecond: new Map(), artifactsSized: 0, bytesSkipped: 0, sample };
+    exec.items = sample.items;
     this.active.set(exec.rule, active);
     exec.status = 'running';
     exec.startedAt = new Date().toISOString();
@@ -386,10 +391,14 @@ export class Runner {
         const r = report.rules[0];
         if (r) {
           applyReport(exec, r);
-          for (const item of superseded) {
-            exec.items.push(item);
-            exec.artifacts.planned++;
-            exec.artifacts.skipped++;
+          // Webhook artifacts superseded at the source (a handful per event): kept under the same caps.
+          if (superseded.length) {
+            const sample = new ResultSample();
+            for (const item of [...exec.items, ...superseded]) sample.add(item);
+            exec.items = sample.items;
+            exec.itemsOmitted = itemsOmitted({ failed: (exec.itemsOmitted?.failed ?? 0) + sample.omitted.failed, other: (exec.itemsOmitted?.other ?? 0) + sample.omitted.other });
+            exec.artifacts.planned += superseded.length;
+            exec.artifacts.skipped += superseded.length;
           }
           errors.push(...reportErrors(r));
           status = r.status === 'planned' ? 'ok' : r.status;
@@ -433,6 +442,12 @@ function applyReport(exec: Execution, r: RuleReport): void {
   exec.bytes = r.bytes;
   if (r.bytesPlanned !== undefined) exec.bytesPlanned = r.bytesPlanned;
   exec.items = r.items;
+  exec.itemsOmitted = r.itemsOmitted ? itemsOmitted(r.itemsOmitted) : undefined;
+  if (r.artifactLog) exec.artifactLog = r.artifactLog;
+}
+
+function itemsOmitted(o: { failed: number; other: number }): Execution['itemsOmitted'] {
+  return o.failed || o.other ? { ...o } : undefined;
 }
 
 function reportErrors(r: RuleReport): string[] {

@@ -301,6 +301,14 @@ function shortDigest(d: string | undefined): string {
   return d ? `${d.slice(0, d.indexOf(':') + 13)}…` : '';
 }
 
+/** Results the execution keeps no record of (bounded, as the sync report), and where they all are. */
+function omittedNote(e: Execution): string {
+  const o = e.itemsOmitted;
+  if (!o || (!o.failed && !o.other)) return '';
+  const parts = [o.failed ? `${o.failed} more failed` : '', o.other ? `${o.other} other result${o.other === 1 ? '' : 's'}` : ''].filter(Boolean).join(' and ');
+  return `<p class="muted" id="items-omitted">… ${escapeHtml(parts)} not kept here${e.artifactLog ? `: every result is in <code>${escapeHtml(e.artifactLog)}</code> (one JSON line per artifact)` : ''}</p>`;
+}
+
 /** The execution page: what was asked, what happened, each artifact's result (failures first, paged). */
 export function renderExecutionPage(e: Execution, page: number, nonce: string): string {
   const items = [...e.items].sort((a, b) => ITEM_ORDER[a.status] - ITEM_ORDER[b.status]);
@@ -343,6 +351,7 @@ ${running ? '<meta http-equiv="refresh" content="2">' : ''}
 <ul id="triggers">${triggers}</ul>${e.droppedTriggers ? `<p class="muted">… and ${e.droppedTriggers} more merged in (not listed)</p>` : ''}
 ${e.errors.length ? `<h2>Errors</h2><div class="errors" id="errors">${e.errors.slice(0, 20).map((m) => `<div>${escapeHtml(m)}</div>`).join('')}${e.errors.length > 20 ? `<div>… ${e.errors.length - 20} more (GET /api/executions/${e.id})</div>` : ''}</div>` : ''}
 <h2>Artifacts (${items.length}${items.length ? ', failures first' : ''})</h2>
+${omittedNote(e)}
 ${nav}
 <table id="items"><thead><tr><th>result</th><th>source</th><th>destination</th><th>tags</th><th>digest</th><th>sent</th><th>error or reason</th></tr></thead>
 <tbody>${rows}</tbody></table>

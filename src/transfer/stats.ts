@@ -57,6 +57,29 @@ export const REPORT_FAILURES_KEPT = 1000;
 export const REPORT_OTHERS_KEPT = 200;
 
 /**
+ * A bounded sample of artifact results: every failure up to `caps.failures`, the other results up to
+ * `caps.others`, and the number of each left out (the run's artifact log has them all). Shared by
+ * the sync report and the daemon's executions.
+ */
+export class ResultSample {
+  /** The kept results, in arrival order. */
+  readonly items: ArtifactResult[] = [];
+  readonly omitted = { failed: 0, other: 0 };
+  private keptFailures = 0;
+  private keptOthers = 0;
+
+  constructor(private readonly caps = { failures: REPORT_FAILURES_KEPT, others: REPORT_OTHERS_KEPT }) {}
+
+  add(result: ArtifactResult): void {
+    if (result.status === 'failed') {
+      if (this.keptFailures < this.caps.failures) (this.keptFailures++, this.items.push(result));
+      else this.omitted.failed++;
+    } else if (this.keptOthers < this.caps.others) (this.keptOthers++, this.items.push(result));
+    else this.omitted.other++;
+  }
+}
+
+/**
  * One rule's counters. Bounded whatever the catalog size: counts per status, and the results kept
  * for the report (failures up to REPORT_FAILURES_KEPT, the rest up to REPORT_OTHERS_KEPT, with the
  * number left out); every result also goes to `sink` (the run's JSON Lines file) when there is one.
@@ -69,20 +92,23 @@ export class RuleStats {
   artifactsSized = 0;
   bytesSkipped = 0;
   /** The results kept for the report (see the class comment); `omitted` counts the others. */
-  readonly artifacts: ArtifactResult[] = [];
-  readonly omitted = { failed: 0, other: 0 };
+  readonly artifacts: ArtifactResult[];
+  readonly omitted: { failed: number; other: number };
   referrers = 0;
   private readonly counts: Record<ArtifactStatus, number> = { copied: 0, present: 0, skipped: 0, failed: 0 };
-  private keptFailures = 0;
-  private keptOthers = 0;
+  private readonly sample: ResultSample;
 
   constructor(
     readonly rule: string,
     private readonly events?: EventEmitter<TransferEvents>,
     /** Sees every result (the JSON Lines artifact log; deleteRemote's record of what was pushed). */
     private readonly sink?: (result: ArtifactResult) => void,
-    private readonly caps = { failures: REPORT_FAILURES_KEPT, others: REPORT_OTHERS_KEPT },
-  ) {}
+    caps = { failures: REPORT_FAILURES_KEPT, others: REPORT_OTHERS_KEPT },
+  ) {
+    this.sample = new ResultSample(caps);
+    this.artifacts = this.sample.items;
+    this.omitted = this.sample.omitted;
+  }
 
   /** `digest`: the blob the bytes belong to (the progress display shows each blob's share done). */
   addBytes(n: number, digest?: string): void {
@@ -115,11 +141,7 @@ export class RuleStats {
   addArtifact(result: ArtifactResult): void {
     this.counts[result.status]++;
     this.referrers += result.referrers ?? 0;
-    if (result.status === 'failed') {
-      if (this.keptFailures < this.caps.failures) (this.keptFailures++, this.artifacts.push(result));
-      else this.omitted.failed++;
-    } else if (this.keptOthers < this.caps.others) (this.keptOthers++, this.artifacts.push(result));
-    else this.omitted.other++;
+    this.sample.add(result);
     this.sink?.(result);
     this.events?.emit('artifact', result, this.rule);
   }

@@ -133,6 +133,25 @@ describe('runner', () => {
     expect(done.items).toEqual([expect.objectContaining({ status: 'skipped', digest: D3, tags: ['old'], reason: expect.stringMatching(/no longer points at the event's digest: old \(gone\)/) })]);
   });
 
+  it('keeps a bounded sample of artifact results while a run goes on: failures first up to a cap, a count of the rest', async () => {
+    const { daemon, fakes } = await start();
+    const engine = fakes.current();
+    const exec = daemon.trigger('r', manual(), full).execution;
+    const run = await engine.nextRun(0);
+    const result = (i: number, status: 'failed' | 'copied') => ({ source: `s/app${i}:1`, destination: `d/app${i}:1`, status, tags: ['1'], bytes: 0 });
+    for (let i = 0; i < 1500; i++) engine.events.emit('artifact', result(i, 'failed'), 'r');
+    for (let i = 0; i < 500; i++) engine.events.emit('artifact', result(i, 'copied'), 'r');
+    const live = daemon.runner.current(exec.id)!;
+    expect(live.artifacts).toMatchObject({ failed: 1500, copied: 500 });
+    expect(live.items.filter((i) => i.status === 'failed')).toHaveLength(1000);
+    expect(live.items.filter((i) => i.status === 'copied')).toHaveLength(200);
+    expect(live.itemsOmitted).toEqual({ failed: 500, other: 300 });
+    // The finished execution holds the report's own sample and the artifact log's path.
+    run.finish({ status: 'partial', items: [result(1, 'failed')], itemsOmitted: { failed: 1499, other: 500 }, artifactLog: '/state/runs/r.jsonl' });
+    await eventually(() => daemon.runner.running === 0);
+    expect(await daemon.history.get(exec.id)).toMatchObject({ items: [result(1, 'failed')], itemsOmitted: { failed: 1499, other: 500 }, artifactLog: '/state/runs/r.jsonl' });
+  });
+
   it('caps and debounces webhook bursts: bounded triggers, bounded work, few history writes', async () => {
     const { daemon, fakes } = await start([{ name: 'hooked', trigger: 'event' }]);
     const engine = fakes.current();

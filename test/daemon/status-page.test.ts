@@ -199,7 +199,13 @@ describe.runIf(haveChromium)('status page in headless Chromium', () => {
       bytes: 1024 * (i + 1),
       ...(i % 10 === 3 ? { reason: 'push manifest', error: { name: 'RegistryError', message: `manifest invalid <b>${i}</b>`, registry: 'dst', repository: `lib/app${i}`, status: 400, code: 'MANIFEST_INVALID' } } : {}),
     }));
-    (await fakes.current().nextRun(before)).finish({ status: 'partial', items, artifacts: { planned: 70, copied: 63, present: 0, skipped: 0, failed: 7 } });
+    (await fakes.current().nextRun(before)).finish({
+      status: 'partial',
+      items,
+      itemsOmitted: { failed: 0, other: 1200 },
+      artifactLog: '/var/lib/ferry/runs/broken.jsonl',
+      artifacts: { planned: 1270, copied: 1263, present: 0, skipped: 0, failed: 7 },
+    });
     await eventually(() => daemon.history.peek(exec.id)?.status === 'partial');
 
     const context = await browser.newContext({ httpCredentials: { username: 'ops', password: TOKEN }, viewport: { width: 1400, height: 900 } });
@@ -217,6 +223,8 @@ describe.runIf(haveChromium)('status page in headless Chromium', () => {
     expect(await rows.first().locator('td.error').innerText()).toBe('manifest invalid <b>3</b> (dst, lib/app3, HTTP 400, MANIFEST_INVALID)');
     expect(await page.locator('#items b').count()).toBe(0);
     expect(await page.locator('body').innerText()).toContain('page 1 of 2');
+    // The execution keeps a bounded sample (as the sync report); the page says where the rest is.
+    expect(await page.locator('#items-omitted').innerText()).toBe('… 1200 other results not kept here: every result is in /var/lib/ferry/runs/broken.jsonl (one JSON line per artifact)');
     await shot(page, '5-execution-failures-first');
     await page.locator('a[rel="next"]').first().click();
     await page.waitForURL(/page=2$/);
