@@ -3,10 +3,11 @@
 // package), `initdb` into a temporary directory as the `postgres` user (initdb refuses root), a free
 // loopback port, trust authentication on loopback only, fsync off (a test cluster), removed by stop().
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { accessSync, chownSync, constants, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chownSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { postgresBinDir } from '../../scripts/postgres-bin.mjs';
 import { LOOPBACK, getFreePort } from './ports.js';
 
 export interface TestPostgres {
@@ -21,22 +22,7 @@ export interface TestPostgres {
   restart(): Promise<void>;
 }
 
-function executable(path: string): boolean {
-  try {
-    accessSync(path, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-export function postgresBinDir(): string | undefined {
-  if (process.env.FERRY_PG_BIN) return process.env.FERRY_PG_BIN;
-  const root = '/usr/lib/postgresql';
-  if (!existsSync(root)) return undefined;
-  const majors = readdirSync(root).filter((d) => /^\d+$/.test(d)).sort((a, b) => Number(b) - Number(a));
-  return majors.map((m) => join(root, m, 'bin')).find((d) => executable(join(d, 'initdb')) && executable(join(d, 'postgres')));
-}
+export { postgresBinDir };
 
 /** True where the tests can start a server (the binaries exist, and as root a `postgres` user to run them). */
 export function postgresAvailable(): boolean {
