@@ -51,6 +51,8 @@ export interface VerifyRuleReport {
   /** The first `maxDifferences` differences (all of them are passed to onDifference). */
   differences: Difference[];
   differencesTotal: number;
+  /** Differences found beyond the kept ones (differencesTotal - differences.length), when any. */
+  differencesOmitted?: number | undefined;
   error?: string | undefined;
 }
 
@@ -132,6 +134,7 @@ async function verifyRule(engine: Engine, rule: RuleConfig, opts: VerifyOptions)
   const record = (d: Difference) => {
     report.differencesTotal++;
     if (report.differences.length < max) report.differences.push(d);
+    else report.differencesOmitted = (report.differencesOmitted ?? 0) + 1;
     opts.onDifference?.(d);
   };
   const concurrency = opts.concurrency ?? Math.min(16, engine.config.transfer.artifactConcurrency);

@@ -122,6 +122,7 @@ describe('ferry verify', { timeout: 150_000 }, () => {
       expect(report.status).toBe('differs');
       expect(report.rules[0]!.differences).toHaveLength(2);
       expect(report.rules[0]!.differencesTotal).toBe(4);
+      expect(report.rules[0]!.differencesOmitted).toBe(2);
       expect(report.totals).toMatchObject({ differences: 4, artifacts: { differing: 4 } });
     } finally {
       await engine.close();
