@@ -2,11 +2,12 @@
 import { formatBytes, parseBandwidth } from '../config/units.js';
 import type { FerryConfig, RuleConfig } from '../config/schema.js';
 import type { Execution, ExecutionStatus, ExecutionSummary, RunRequest, TriggerInfo } from './execution.js';
-import { summarize } from './execution.js';
+import { FINISHED, summarize } from './execution.js';
 import type { History } from './history.js';
 import type { Metrics } from './metrics.js';
 import type { Readiness } from './readiness.js';
 import type { LiveRun, Runner, TriggerResult } from './runner.js';
+import type { Leadership } from './leadership.js';
 import type { Scheduler } from './scheduler.js';
 import type { IncomingMessage } from 'node:http';
 import { HttpError, type Route, checkAccess, readJson, sendJson, sendText } from './server.js';
@@ -22,8 +23,10 @@ export interface DaemonView {
   readonly startedAt: Date;
   bandwidth(): number;
   setBandwidth(bytesPerSecond: number): void;
-  /** Starts (or queues) a run; throws HttpError 503 while shutting down. */
-  trigger(rule: string, trigger: TriggerInfo, request: RunRequest): TriggerResult;
+  /** Starts (or queues) a run; rejects with HttpError 503 while shutting down. */
+  trigger(rule: string, trigger: TriggerInfo, request: RunRequest): Promise<TriggerResult>;
+  /** Who runs the schedules (replicas on one PostgreSQL state elect one). */
+  readonly leadership: Leadership;
 }
 
 export interface RuleView {
@@ -58,6 +61,12 @@ export interface StatusView {
   /** Every time in this view and on the status page is UTC (ISO 8601, "Z"). */
   timeZone: 'UTC';
   startedAt: string;
+  /** This daemon process (replicas on one PostgreSQL state tell each other apart by it). */
+  replica: string;
+  /** Whether this daemon runs the schedules: always alone; one of the replicas on a shared state. */
+  leader: boolean;
+  /** The state is shared with other replicas (PostgreSQL): lists show their executions too. */
+  sharedState: boolean;
   bandwidth: { bytesPerSecond: number; display: string };
   rules: RuleView[];
   live: LiveRun[];
@@ -104,6 +113,9 @@ export function statusView(d: DaemonView, recentCount = 20): StatusView {
   return {
     timeZone: 'UTC',
     startedAt: d.startedAt.toISOString(),
+    replica: d.leadership.replica,
+    leader: d.leadership.leader,
+    sharedState: d.leadership.shared,
     bandwidth: { bytesPerSecond: d.bandwidth(), display: displayBandwidth(d.bandwidth()) },
     rules: ruleViews(d),
     live: d.runner.live(),
@@ -174,12 +186,12 @@ export function apiRoutes(d: DaemonView): Route[] {
       method: 'POST',
       path: /^\/api\/rules\/([^/]+)\/run$/,
       access: 'token',
-      handler: ({ res, params }) => {
+      handler: async ({ res, params }) => {
         const name = params[0]!;
         const rule = d.config().rules.find((r) => r.name === name);
         if (!rule) throw new HttpError(404, `no rule named ${JSON.stringify(name)}`);
         if (!rule.enabled) throw new HttpError(409, `rule ${name} is disabled (enabled: false)`);
-        const result = d.trigger(name, { type: 'manual', at: new Date().toISOString() }, { full: true, artifacts: [], deletions: [] });
+        const result = await d.trigger(name, { type: 'manual', at: new Date().toISOString() }, { full: true, artifacts: [], deletions: [] });
         sendJson(res, 202, { execution: summarize(result.execution), queued: result.queued, merged: result.merged }, { location: `/api/executions/${result.execution.id}` });
       },
     },
@@ -187,15 +199,16 @@ export function apiRoutes(d: DaemonView): Route[] {
       method: 'GET',
       path: /^\/api\/executions$/,
       access: 'token',
-      handler: ({ res, url }) => {
+      handler: async ({ res, url }) => {
         const rule = url.searchParams.get('rule');
         const status = url.searchParams.get('status');
         if (status && !STATUSES.has(status as ExecutionStatus)) throw new HttpError(400, `status must be one of ${[...STATUSES].join(', ')}`);
         const limitRaw = url.searchParams.get('limit');
         const limit = limitRaw === null ? 50 : Number(limitRaw);
         if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new HttpError(400, 'limit must be an integer from 1 to 1000');
-        const all = d.history.list().filter((e) => (!rule || e.rule === rule) && (!status || e.status === status));
-        sendJson(res, 200, { total: all.length, executions: all.slice(0, limit).map(summarize) });
+        // Shared state: every replica's executions, read from the database.
+        const found = await d.history.query({ rule: rule ?? undefined, status: status ?? undefined, limit });
+        sendJson(res, 200, { total: found.total, executions: found.executions.map(summarize) });
       },
     },
     {
@@ -213,10 +226,16 @@ export function apiRoutes(d: DaemonView): Route[] {
       method: 'POST',
       path: /^\/api\/executions\/([^/]+)\/cancel$/,
       access: 'token',
-      handler: ({ res, params }) => {
+      handler: async ({ res, params }) => {
         const id = executionId(params[0]!);
         const outcome = d.runner.cancel(id);
-        if (outcome === 'unknown') throw new HttpError(404, `no execution ${id}`);
+        if (outcome === 'unknown') {
+          // Shared state: another replica may run it; only that replica can stop it.
+          const elsewhere = d.leadership.shared ? await d.history.get(id) : undefined;
+          if (elsewhere && !FINISHED.has(elsewhere.status)) throw new HttpError(409, `execution ${id} runs on replica ${elsewhere.replica ?? '(unknown)'}: cancel it through that replica`);
+          if (elsewhere) throw new HttpError(409, `execution ${id} has already finished`);
+          throw new HttpError(404, `no execution ${id}`);
+        }
         if (outcome === 'finished') throw new HttpError(409, `execution ${id} has already finished`);
         sendJson(res, outcome === 'cancelling' ? 202 : 200, { id, status: outcome });
       },

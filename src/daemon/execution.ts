@@ -55,6 +55,8 @@ export interface Execution {
   request: RunRequest;
   /** Set on an interrupted execution once a later one has picked its work up. */
   resumedBy?: number | undefined;
+  /** The daemon replica that runs it (replicas on one PostgreSQL state; absent on SQLite). */
+  replica?: string | undefined;
 }
 
 /** The list view: everything but the artifact results and the request. */

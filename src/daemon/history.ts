@@ -4,6 +4,10 @@
 // log is read back from the database on request. Retention: the newest `daemon.historyLimit`
 // finished executions. The executions/ directory of earlier versions (one JSON file per execution)
 // is imported at load, then moved aside.
+//
+// Shared (daemon replicas on one PostgreSQL state): ids come from the database, memory holds what this
+// replica runs (and the finished history found at start), and lists and look-ups read the database
+// too, so every replica shows the executions of all of them. Retention is applied to the database.
 import { existsSync, readFileSync, readdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
@@ -11,6 +15,21 @@ import type { ExecutionHistory } from '../state/types.js';
 import { type Execution, FINISHED } from './execution.js';
 
 const LEGACY_DIR = 'executions';
+const FINISHED_LIST = [...FINISHED];
+const UNFINISHED_LIST = ['queued', 'running'];
+
+export interface HistoryOptions {
+  /** Other daemon replicas write the same history (PostgreSQL state). */
+  shared?: boolean | undefined;
+  /** This replica's id, stored with its executions when shared. */
+  replica?: string | undefined;
+}
+
+export interface HistoryQuery {
+  rule?: string | undefined;
+  status?: string | undefined;
+  limit: number;
+}
 const FILE = /^(\d+)\.json$/;
 
 export class History {
@@ -23,7 +42,12 @@ export class History {
     private readonly store: ExecutionHistory,
     private limit: number,
     private readonly logger: Logger,
+    private readonly opts: HistoryOptions = {},
   ) {}
+
+  get shared(): boolean {
+    return !!this.opts.shared;
+  }
 
   /**
    * Reads the retained executions (summaries only) from the store, importing first the executions/
@@ -33,6 +57,9 @@ export class History {
     if (stateDir) await this.importLegacy(join(stateDir, LEGACY_DIR));
     this.lastId = Math.max(this.lastId, await this.store.lastExecutionId());
     for (const row of await this.store.executions()) {
+      // Shared: unfinished executions are other replicas' (this process is new); the leader picks up
+      // those of replicas that died (orphans()).
+      if (this.shared && !FINISHED.has(row.status as Execution['status'])) continue;
       // Unfinished executions are kept whole (markInterrupted saves them back whole).
       const e = FINISHED.has(row.status as Execution['status']) ? (row.summary as Execution) : (((await this.store.execution(row.id))?.detail as Execution | undefined) ?? (row.summary as Execution));
       this.executions.set(row.id, e);
@@ -72,6 +99,60 @@ export class History {
     return ++this.lastId;
   }
 
+  /** A new id: from the database when shared (unique across replicas), else the local numbering. */
+  async allocateId(): Promise<number> {
+    if (!this.shared) return this.nextId();
+    const id = await this.store.allocateExecutionId();
+    this.lastId = Math.max(this.lastId, id);
+    return id;
+  }
+
+  /**
+   * Executions for the API, newest first: the memory's, and when shared the database's too (other
+   * replicas' runs); this replica's own copies are the freshest of its runs.
+   */
+  async query(q: HistoryQuery): Promise<{ total: number; executions: Execution[] }> {
+    const matches = (e: Execution) => (!q.rule || e.rule === q.rule) && (!q.status || e.status === q.status);
+    const byId = new Map<number, Execution>();
+    if (this.shared) {
+      for (const row of await this.store.executions({ rule: q.rule, statuses: q.status ? [q.status] : undefined })) byId.set(row.id, row.summary as Execution);
+    }
+    for (const e of this.executions.values()) if (matches(e)) byId.set(e.id, light(e));
+    const all = [...byId.values()].filter(matches).sort((a, b) => b.id - a.id);
+    return { total: all.length, executions: all.slice(0, q.limit) };
+  }
+
+  /**
+   * Unfinished executions of other replicas, and interrupted ones nobody resumed yet, read whole from
+   * the database (shared history only): the leader checks whether their replica still lives.
+   */
+  async foreign(): Promise<Execution[]> {
+    if (!this.shared) return [];
+    const rows = await this.store.executions({ statuses: [...UNFINISHED_LIST, 'interrupted'] });
+    const found: Execution[] = [];
+    for (const row of rows) {
+      const summary = row.summary as Execution;
+      // This replica's own, and those it already took over (their writes may still be on the way).
+      const here = this.executions.get(row.id);
+      if (summary.replica === this.opts.replica || (here && (here.replica === this.opts.replica || here.resumedBy !== undefined))) continue;
+      if (row.status === 'interrupted' && summary.resumedBy !== undefined) continue;
+      const full = ((await this.store.execution(row.id))?.detail as Execution | undefined) ?? summary;
+      found.push(full);
+    }
+    return found;
+  }
+
+  /** Takes over an execution of a replica that died: marked interrupted (if unfinished) and kept here. */
+  adopt(e: Execution, reason: string): void {
+    if (!FINISHED.has(e.status)) {
+      e.status = 'interrupted';
+      e.finishedAt ??= new Date().toISOString();
+      e.errors = [...e.errors, reason];
+    }
+    this.executions.set(e.id, e);
+    this.save(e);
+  }
+
   /** All executions (newest first), without artifact-level logs. */
   list(): Execution[] {
     return [...this.executions.values()].sort((a, b) => b.id - a.id);
@@ -96,7 +177,12 @@ export class History {
 
   /** An execution with its artifact-level log, read back from the database. */
   async get(id: number): Promise<Execution | undefined> {
-    if (!this.executions.has(id)) return undefined;
+    if (!this.executions.has(id)) {
+      if (!this.shared) return undefined;
+      // Another replica's execution (or one this process never loaded).
+      const row = await this.store.execution(id);
+      return row ? ((row.detail as Execution | undefined) ?? (row.summary as Execution)) : undefined;
+    }
     await this.writes.get(id);
     try {
       const row = await this.store.execution(id);
@@ -127,6 +213,7 @@ export class History {
   /** Records the execution's current state (asynchronously; writes of one execution never reorder). */
   save(e: Execution): void {
     // Serialized now: the runner goes on changing its object.
+    if (this.shared) e.replica ??= this.opts.replica;
     const detail = JSON.parse(JSON.stringify(e)) as Execution;
     const summary: Execution = { ...detail, items: [], deletions: [] };
     this.executions.set(e.id, FINISHED.has(e.status) ? light(e) : e);
@@ -156,8 +243,22 @@ export class History {
       this.executions.delete(e.id);
       this.chain(e.id, () => this.store.deleteExecutions([e.id]), 'could not prune execution history');
     }
+    // Shared: the other replicas' executions count too, and the database holds them all.
+    if (this.shared) {
+      this.chain(
+        PRUNE_CHAIN,
+        async () => {
+          const old = (await this.store.executions({ statuses: FINISHED_LIST })).slice(this.limit).map((e) => e.id);
+          if (old.length) await this.store.deleteExecutions(old);
+        },
+        'could not prune execution history',
+      );
+    }
   }
 }
+
+/** The write chain of store-wide pruning (no execution has id 0). */
+const PRUNE_CHAIN = 0;
 
 /** The in-memory copy of a finished execution: the artifact-level log stays in the database. */
 function light(e: Execution): Execution {

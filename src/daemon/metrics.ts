@@ -24,6 +24,7 @@ export class Metrics {
   private readonly webhooks: Counter<'type' | 'outcome'>;
   private readonly deletions: Counter<'rule' | 'status'>;
   private readonly reloads: Counter<'result'>;
+  private readonly leader: Gauge;
   /** Rules whose last-success gauge is set (from the history or by a run of this process). */
   private readonly successSeen = new Set<string>();
   private readonly running = new Set<string>();
@@ -50,6 +51,7 @@ export class Metrics {
     this.webhooks = new Counter({ name: 'ferry_webhook_events_total', help: 'Harbor webhook requests by event type and outcome', labelNames: ['type', 'outcome'], registers });
     this.deletions = new Counter({ name: 'ferry_remote_deletions_total', help: 'Destination deletions for artifacts deleted at the source (deleteRemote)', labelNames: ['rule', 'status'], registers });
     this.reloads = new Counter({ name: 'ferry_config_reloads_total', help: 'Config reloads (SIGHUP) by result', labelNames: ['result'], registers });
+    this.leader = new Gauge({ name: 'ferry_daemon_leader', help: 'Whether this daemon runs the schedules (1: the leader among the replicas on one state.url; always 1 without one)', registers });
   }
 
   /**
@@ -102,6 +104,10 @@ export class Metrics {
 
   setBandwidth(bytesPerSecond: number): void {
     this.bandwidth.set(bytesPerSecond);
+  }
+
+  setLeader(leader: boolean): void {
+    this.leader.set(leader ? 1 : 0);
   }
 
   webhook(type: string, outcome: 'accepted' | 'ignored' | 'unmatched' | 'unauthorized' | 'malformed'): void {

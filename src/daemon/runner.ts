@@ -112,8 +112,16 @@ export class Runner {
     private readonly hooks: RunnerHooks = {},
   ) {}
 
-  /** Starts a run of `rule` now, or queues (merges into) its one follow-up when it is running. */
-  trigger(rule: string, trigger: TriggerInfo, request: RunRequest): TriggerResult {
+  /** Whether a trigger of `rule` would merge into its queued follow-up (and need no new execution id). */
+  hasFollowUp(rule: string): boolean {
+    return this.queued.has(rule);
+  }
+
+  /**
+   * Starts a run of `rule` now, or queues (merges into) its one follow-up when it is running. `id` is
+   * the new execution's id when the caller allocated one (shared history); unused when it merges.
+   */
+  trigger(rule: string, trigger: TriggerInfo, request: RunRequest, id?: number): TriggerResult {
     if (this.draining) throw new Error('the daemon is shutting down');
     const waiting = this.queued.get(rule);
     if (waiting) {
@@ -130,7 +138,7 @@ export class Runner {
       this.logger.debug({ rule, execution: waiting.id, trigger: trigger.type }, 'trigger merged into the queued follow-up run');
       return { execution: waiting, queued: true, merged: true };
     }
-    const exec = emptyExecution(this.history.nextId(), rule, trigger, normalize(request), new Date());
+    const exec = emptyExecution(id ?? this.history.nextId(), rule, trigger, normalize(request), new Date());
     if (this.active.has(rule)) {
       this.queued.set(rule, exec);
       this.history.save(exec);

@@ -15,7 +15,7 @@ export interface WebhookTarget {
   config(): FerryConfig;
   readonly metrics: Metrics;
   readonly logger: Logger;
-  trigger(rule: string, trigger: TriggerInfo, request: RunRequest): TriggerResult;
+  trigger(rule: string, trigger: TriggerInfo, request: RunRequest): Promise<TriggerResult>;
 }
 
 /**
@@ -81,10 +81,11 @@ export function webhookRoute(d: WebhookTarget): Route {
       const request: RunRequest = deletion
         ? { full: false, artifacts: [], deletions: deletedArtifacts(event) }
         : { full: false, artifacts: pushedArtifacts(event), deletions: [] };
-      const executions = rules.map((rule) => {
-        const r = d.trigger(rule.name, trigger, request);
-        return { rule: rule.name, id: r.execution.id, status: r.execution.status, queued: r.queued, merged: r.merged };
-      });
+      const executions = [];
+      for (const rule of rules) {
+        const r = await d.trigger(rule.name, trigger, request);
+        executions.push({ rule: rule.name, id: r.execution.id, status: r.execution.status, queued: r.queued, merged: r.merged });
+      }
       d.metrics.webhook(label, 'accepted');
       d.logger.info({ type: event.type, repository: event.repository, operator: event.operator, rules: rules.map((r) => r.name) }, 'webhook accepted');
       sendJson(res, 202, { accepted: true, event: event.type, repository: event.repository, executions });

@@ -27,18 +27,18 @@ describe('runner', () => {
   it('never runs a rule twice at once: triggers during a run queue exactly one follow-up', async () => {
     const { daemon, fakes } = await start();
     const engine = fakes.current();
-    const first = daemon.trigger('r', manual(), full);
+    const first = await daemon.trigger('r', manual(), full);
     expect(first).toMatchObject({ queued: false, merged: false });
     expect(first.execution.status).toBe('running');
-    const second = daemon.trigger('r', manual(), full);
-    const third = daemon.trigger('r', { type: 'schedule', at: new Date().toISOString(), schedule: '* * * * *' }, full);
-    const fourth = daemon.trigger('r', manual(), full);
+    const second = await daemon.trigger('r', manual(), full);
+    const third = await daemon.trigger('r', { type: 'schedule', at: new Date().toISOString(), schedule: '* * * * *' }, full);
+    const fourth = await daemon.trigger('r', manual(), full);
     expect(second).toMatchObject({ queued: true, merged: false });
     expect(third).toMatchObject({ queued: true, merged: true });
     expect(fourth.execution.id).toBe(second.execution.id);
     expect(second.execution.triggers.map((t) => t.type)).toEqual(['manual', 'schedule', 'manual']);
     // Another rule is not held up.
-    const other = daemon.trigger('other', manual(), full);
+    const other = await daemon.trigger('other', manual(), full);
     expect(other.queued).toBe(false);
     await engine.nextRun(1);
     expect(engine.runs.map((r) => r.rule)).toEqual(['r', 'other']);
@@ -48,7 +48,7 @@ describe('runner', () => {
     expect(followUp.rule).toBe('r');
     expect(daemon.history.peek(second.execution.id)?.status).toBe('running');
     // While the follow-up runs, a new trigger queues a new (single) follow-up again.
-    const fifth = daemon.trigger('r', manual(), full);
+    const fifth = await daemon.trigger('r', manual(), full);
     expect(fifth).toMatchObject({ queued: true, merged: false });
     followUp.finish();
     (await engine.nextRun(3)).finish();
@@ -68,7 +68,7 @@ describe('runner', () => {
     const engine = fakes.current();
     daemon.trigger('r', manual(), full);
     const ev = (repository: string, tag: string) => ({ type: 'event' as const, at: new Date().toISOString(), event: 'PUSH_ARTIFACT', repository });
-    const a = daemon.trigger('r', ev('lib/a', '1'), { full: false, artifacts: [{ repository: 'lib/a', tags: ['1'] }], deletions: [] });
+    const a = await daemon.trigger('r', ev('lib/a', '1'), { full: false, artifacts: [{ repository: 'lib/a', tags: ['1'] }], deletions: [] });
     daemon.trigger('r', ev('lib/b', '2'), { full: false, artifacts: [{ repository: 'lib/b', tags: ['2'] }], deletions: [] });
     daemon.trigger('r', ev('lib/a', '1'), { full: false, artifacts: [{ repository: 'lib/a', tags: ['1'] }], deletions: [] });
     expect(a.execution.request).toEqual({ full: false, artifacts: [{ repository: 'lib/b', tags: ['2'] }, { repository: 'lib/a', tags: ['1'] }], deletions: [] });
@@ -121,7 +121,7 @@ describe('runner', () => {
     const atSource: Record<string, string> = { 'lib/app:1': D2, 'lib/app:stable': D1 };
     engine.provider = (() => ({ client: { headManifest: async (repo: string, ref: string) => (atSource[`${repo}:${ref}`] ? { digest: atSource[`${repo}:${ref}`] } : undefined) } })) as unknown as typeof engine.provider;
     const ev = { type: 'event' as const, at: new Date().toISOString(), event: 'PUSH_ARTIFACT', repository: 'lib/app' };
-    const exec = daemon.trigger('hooked', ev, { full: false, artifacts: [{ repository: 'lib/app', digest: D1, tags: ['1', 'stable'] }, { repository: 'lib/app', digest: D3, tags: ['old'] }], deletions: [] }).execution;
+    const exec = (await daemon.trigger('hooked', ev, { full: false, artifacts: [{ repository: 'lib/app', digest: D1, tags: ['1', 'stable'] }, { repository: 'lib/app', digest: D3, tags: ['old'] }], deletions: [] })).execution;
     const run = await engine.nextRun(0);
     // The engine gets only the tag that still points at the event's digest.
     expect(run.artifacts).toEqual([{ repository: 'lib/app', digest: D1, tags: ['stable'] }]);
@@ -165,7 +165,7 @@ describe('runner', () => {
       saves.set(e.id, (saves.get(e.id) ?? 0) + 1);
       save(e);
     };
-    const first = daemon.trigger('hooked', ev(1), push(1)).execution;
+    const first = (await daemon.trigger('hooked', ev(1), push(1))).execution;
     for (let i = 2; i <= 300; i++) daemon.trigger('hooked', ev(i), push(i));
     expect(first.triggers).toHaveLength(MAX_TRIGGERS);
     expect(first.triggers[0]).toMatchObject({ repository: 'lib/a1' });
@@ -215,8 +215,8 @@ describe('runner', () => {
   it('cancels a running run through its abort signal, and a queued one before it starts', async () => {
     const { daemon, fakes } = await start();
     const engine = fakes.current();
-    const running = daemon.trigger('r', manual(), full).execution;
-    const queued = daemon.trigger('r', manual(), full).execution;
+    const running = (await daemon.trigger('r', manual(), full)).execution;
+    const queued = (await daemon.trigger('r', manual(), full)).execution;
     const run = await engine.nextRun(0);
     expect(daemon.runner.cancel(queued.id)).toBe('cancelled');
     expect(daemon.history.peek(queued.id)?.status).toBe('cancelled');
@@ -232,13 +232,13 @@ describe('runner', () => {
 
   it('stops gracefully: no new work at once, copies in flight aborted after the grace period', async () => {
     const { daemon, fakes } = await start();
-    const exec = daemon.trigger('r', manual(), full).execution;
+    const exec = (await daemon.trigger('r', manual(), full)).execution;
     const run = await fakes.current().nextRun(0);
     const started = Date.now();
     const stopping = daemon.stop(300);
     expect(run.opts.stop?.aborted).toBe(true);
     expect(run.opts.signal?.aborted).toBe(false);
-    expect(() => daemon.trigger('other', manual(), full)).toThrow(/shutting down/);
+    await expect(daemon.trigger('other', manual(), full)).rejects.toThrow(/shutting down/);
     await stopping;
     daemons = [];
     expect(run.opts.signal?.aborted).toBe(true);
@@ -249,9 +249,9 @@ describe('runner', () => {
   it('marks runs interrupted on shutdown and after a crash, and runs them again at the next start', async () => {
     const stateDir = tempStateDir();
     const first = await start([{ name: 'r' }, { name: 'hooked', trigger: 'event' }], stateDir);
-    const running = first.daemon.trigger('r', manual(), full).execution;
-    const queued = first.daemon.trigger('r', manual(), full).execution;
-    const event = first.daemon.trigger('hooked', { type: 'event', at: new Date().toISOString(), event: 'PUSH_ARTIFACT' }, { full: false, artifacts: [{ repository: 'lib/a', tags: ['1'] }], deletions: [] }).execution;
+    const running = (await first.daemon.trigger('r', manual(), full)).execution;
+    const queued = (await first.daemon.trigger('r', manual(), full)).execution;
+    const event = (await first.daemon.trigger('hooked', { type: 'event', at: new Date().toISOString(), event: 'PUSH_ARTIFACT' }, { full: false, artifacts: [{ repository: 'lib/a', tags: ['1'] }], deletions: [] })).execution;
     await first.fakes.current().nextRun(1);
     await first.daemon.stop(20); // grace period over: runs are aborted
     daemons = [];
@@ -275,7 +275,7 @@ describe('runner', () => {
     await eventually(() => second.daemon.runner.running === 0);
 
     // A crash (no stop): the third daemon finds a "running" execution and resumes it once.
-    const crashed = second.daemon.trigger('r', manual(), full).execution;
+    const crashed = (await second.daemon.trigger('r', manual(), full)).execution;
     await engine.nextRun(2);
     await second.daemon.history.flush();
     const third = await start([{ name: 'r' }, { name: 'hooked', trigger: 'event' }], stateDir);

@@ -189,7 +189,7 @@ describe.runIf(haveChromium)('status page in headless Chromium', () => {
 
   it('shows an execution with each artifact result and its error, failures first, paged', async () => {
     const before = fakes.current().runs.length;
-    const exec = daemon.trigger('broken', { type: 'manual', at: new Date().toISOString() }, { full: true, artifacts: [], deletions: [] }).execution;
+    const exec = (await daemon.trigger('broken', { type: 'manual', at: new Date().toISOString() }, { full: true, artifacts: [], deletions: [] })).execution;
     const items = Array.from({ length: 70 }, (_, i) => ({
       source: `src/lib/app${i}:1`,
       destination: `dst/lib/app${i}:1`,
