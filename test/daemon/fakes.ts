@@ -198,6 +198,17 @@ export function daemonConfig(rules: Array<Record<string, unknown> & { name: stri
   });
 }
 
+/** daemonConfig's config on the PostgreSQL state at `url` (daemon replicas share it). */
+export function sharedDaemonConfig(url: string, rules: Array<Record<string, unknown> & { name: string }>): FerryConfig {
+  return parseConfig({
+    registries: { src: { url: 'http://127.0.0.1:1' }, dst: { url: 'http://127.0.0.1:2' } },
+    transfer: { stateDir: tempStateDir(), gracePeriod: 1 },
+    daemon: { listen: '127.0.0.1:0' },
+    state: { url },
+    rules: rules.map((r) => ({ source: 'src', destination: 'dst', ...r })),
+  });
+}
+
 export interface HttpResult {
   status: number;
   headers: Record<string, string | string[] | undefined>;

@@ -2,11 +2,11 @@
 // fake engines whose runs never finish, on the PostgreSQL state in argv[2], replica id argv[3]. Prints
 // its URL once listening, then waits to be killed (SIGKILL: its session, and so its locks, end).
 import { Daemon } from '../../src/daemon/service.js';
-import { daemonConfig, fakeEngines } from './fakes.js';
+import { fakeEngines, sharedDaemonConfig } from './fakes.js';
 
 const [url, replica, retry] = process.argv.slice(2);
 const fakes = fakeEngines();
-const config = { ...daemonConfig([{ name: 'r' }]), state: { url: url! } };
+const config = sharedDaemonConfig(url!, [{ name: 'r' }]);
 const daemon = new Daemon({ config, createEngine: fakes.factory, replica, leaderRetryMs: Number(retry) });
 await daemon.start();
 process.stdout.write(`${JSON.stringify({ url: daemon.url, leader: daemon.leader })}\n`);

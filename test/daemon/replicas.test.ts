@@ -9,7 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { FerryConfig } from '../../src/config/schema.js';
 import { Daemon } from '../../src/daemon/service.js';
 import { type TestPostgres, postgresAvailable, startPostgres } from '../helpers/postgres.js';
-import { FakeClock, daemonConfig, eventually, fakeEngines, http } from './fakes.js';
+import { FakeClock, eventually, fakeEngines, http, sharedDaemonConfig } from './fakes.js';
 
 const RETRY_MS = 150;
 const CHILD = fileURLToPath(new URL('./replica-child.ts', import.meta.url));
@@ -31,9 +31,7 @@ afterAll(async () => {
   await server?.stop();
 });
 
-function sharedConfig(url: string, rules: Array<Record<string, unknown> & { name: string }>): FerryConfig {
-  return { ...daemonConfig(rules), state: { url } };
-}
+const sharedConfig = sharedDaemonConfig;
 
 async function replica(config: FerryConfig, name: string, clock?: FakeClock) {
   const fakes = fakeEngines();

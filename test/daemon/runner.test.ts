@@ -136,7 +136,7 @@ describe('runner', () => {
   it('keeps a bounded sample of artifact results while a run goes on: failures first up to a cap, a count of the rest', async () => {
     const { daemon, fakes } = await start();
     const engine = fakes.current();
-    const exec = daemon.trigger('r', manual(), full).execution;
+    const exec = (await daemon.trigger('r', manual(), full)).execution;
     const run = await engine.nextRun(0);
     const result = (i: number, status: 'failed' | 'copied') => ({ source: `s/app${i}:1`, destination: `d/app${i}:1`, status, tags: ['1'], bytes: 0 });
     for (let i = 0; i < 1500; i++) engine.events.emit('artifact', result(i, 'failed'), 'r');
