@@ -1,6 +1,7 @@
 // Source listings built from a product's bulk tag inventory (TCR DescribeRepositories + DescribeImages,
 // SWR repository and tag listings): digests and push times are known at plan time, so the plan can
-// order a repository oldest first and the copy needs no tag resolution. Tags sharing a digest become
+// order a repository oldest first and the copy needs no tag resolution; sizes, where the product gives
+// them, are the plan's bytes (progress). Tags sharing a digest become
 // one artifact. A repository is grouped on its own (its tags, never the catalog, are held).
 import { CloudApiError } from './cloud-error.js';
 import type { ListOptions, SourceArtifact, TagInventoryEntry } from './types.js';
@@ -12,6 +13,8 @@ export async function artifactsFromInventory(repository: string, entries: AsyncI
     let artifact = byDigest.get(e.digest);
     if (!artifact) byDigest.set(e.digest, (artifact = { repository, digest: e.digest, tags: [], tagPushedAt: {} }));
     artifact.tags.push(e.tag);
+    // The product's image size (TCR Size, SWR size): the progress bars' bytes planned, known at plan time.
+    if (e.size !== undefined && e.size >= 0) artifact.size ??= e.size;
     if (e.pushedAt) {
       const at = new Date(e.pushedAt);
       artifact.tagPushedAt![e.tag] = at;

@@ -134,6 +134,8 @@ describe('cloud stubs mirroring a real registry (for end-to-end reruns)', () => 
         expect(listed).toHaveLength(1);
         expect(listed[0]).toMatchObject({ repository: 'ns/app', digest: image.digest, tags: ['1.0', 'latest'] });
         expect(listed[0]!.pushedAt).toBeInstanceOf(Date);
+        // and the product's size: the plan's bytes for the progress bars, before any manifest is read
+        expect(listed[0]!.size).toBeGreaterThan(0);
       }
       // Keys the API refuses for listing: the registry catalog lists instead (tags, no digests).
       const refused = createProvider('r', registrySchema.parse({ url: registry.url, kind: 'tcr', username: user.username, password: user.password, tcr: { ...TC, secretKey: 'wrong', apiEndpoint: tcrMirror.url } }), { transfer });
