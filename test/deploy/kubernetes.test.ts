@@ -1,7 +1,11 @@
 // deploy/kubernetes/ without a cluster: every file parses, every kustomization's resources exist, each
 // overlay yields the objects it should, and the objects agree with each other and with Ferry (the
 // ConfigMap's config validates, the daemon may listen on 0.0.0.0 with its token, probes hit the
-// daemon's port, the Indexed Job's --shards equals its completions, referenced names exist).
+// daemon's port, the Indexed Job's --shards equals its completions, referenced names exist). The
+// PostgreSQL variants (shared-state/ patches base/; workers/, daemon-ha/): the config is base's plus
+// state.url from the Secret, the workers are one plain Job with parallelism N and no index, the
+// daemon runs as replicas without a volume.
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -60,6 +64,8 @@ function load(file: string): unknown[] {
 interface Kustomization {
   namespace?: string;
   resources: string[];
+  /** Strategic-merge patches (here: of the ConfigMap's data and the Secret's stringData). */
+  patches?: { path: string }[];
   images?: { name: string; newName?: string; newTag?: string }[];
 }
 
@@ -74,7 +80,22 @@ function build(dir: string, seen = new Set<string>()): K8sObject[] {
     else out.push(...(load(p) as K8sObject[]));
   }
   const unique = new Map(out.map((o) => [`${o.kind}/${o.metadata.name}`, o]));
+  for (const patch of k.patches ?? []) {
+    for (const doc of load(join(dir, patch.path)) as K8sObject[]) {
+      const key = `${doc.kind}/${doc.metadata.name}`;
+      expect(unique.has(key), `${relative(ROOT, dir)}: patch ${patch.path} targets ${key}`).toBe(true);
+      unique.set(key, merge(unique.get(key)!, doc) as K8sObject);
+    }
+  }
   return [...unique.values()];
+}
+
+/** Strategic merge as far as these patches need it: maps merge key by key, anything else is replaced. */
+function merge(target: unknown, patch: unknown): unknown {
+  if (typeof target !== 'object' || target === null || Array.isArray(target) || typeof patch !== 'object' || patch === null || Array.isArray(patch)) return patch;
+  const out: Record<string, unknown> = { ...(target as Record<string, unknown>) };
+  for (const [k, v] of Object.entries(patch)) out[k] = merge(out[k], v);
+  return out;
 }
 
 function kustomization(dir: string): Kustomization {
@@ -92,7 +113,7 @@ function pod(obj: K8sObject): PodTemplate {
   return spec.template ?? spec.jobTemplate!.spec.template;
 }
 
-const overlays = { daemon: 'daemon', cronjob: 'cronjob', migration: 'migration' } as const;
+const overlays = { daemon: 'daemon', cronjob: 'cronjob', migration: 'migration', workers: 'workers', daemonHa: 'daemon-ha' } as const;
 const built = Object.fromEntries(Object.entries(overlays).map(([k, dir]) => [k, build(join(ROOT, dir))])) as Record<keyof typeof overlays, K8sObject[]>;
 const base = build(join(ROOT, 'base'));
 const configMap = one<K8sObject & { data: Record<string, string> }>(base, 'ConfigMap');
@@ -100,6 +121,9 @@ const secret = one<K8sObject & { stringData: Record<string, string> }>(base, 'Se
 const configText = configMap.data['ferry.yaml']!;
 const env = { ...secret.stringData };
 const dockerfile = readFileSync(join(REPO_ROOT, 'Dockerfile'), 'utf8');
+const sharedState = build(join(ROOT, 'shared-state'));
+const sharedConfigText = one<K8sObject & { data: Record<string, string> }>(sharedState, 'ConfigMap').data['ferry.yaml']!;
+const sharedEnv = { ...one<K8sObject & { stringData: Record<string, string> }>(sharedState, 'Secret').stringData };
 
 describe('deploy/kubernetes', () => {
   it('every file parses; every object has apiVersion, kind and metadata.name', () => {
@@ -120,6 +144,11 @@ describe('deploy/kubernetes', () => {
     expect(kinds(built.daemon)).toEqual(['ConfigMap', 'Deployment', 'Namespace', 'PersistentVolumeClaim', 'Secret', 'Service']);
     expect(kinds(built.cronjob)).toEqual(['ConfigMap', 'CronJob', 'Namespace', 'PersistentVolumeClaim', 'Secret']);
     expect(kinds(built.migration)).toEqual(['ConfigMap', 'Job', 'Namespace', 'Secret']);
+    expect(kinds(built.workers)).toEqual(['ConfigMap', 'Job', 'Namespace', 'Secret']);
+    expect(kinds(built.daemonHa)).toEqual(['ConfigMap', 'Deployment', 'Namespace', 'PodDisruptionBudget', 'Secret', 'Service']);
+    // The PostgreSQL overlays get the patched config and Secret; the others base's.
+    for (const name of ['workers', 'daemonHa'] as const) expect(one<K8sObject & { data: Record<string, string> }>(built[name], 'ConfigMap').data['ferry.yaml']).toBe(sharedConfigText);
+    for (const name of ['daemon', 'cronjob', 'migration'] as const) expect(one<K8sObject & { data: Record<string, string> }>(built[name], 'ConfigMap').data['ferry.yaml']).toBe(configText);
     const ns = one(base, 'Namespace').metadata.name;
     for (const dir of Object.values(overlays)) {
       const k = kustomization(dir);
@@ -188,6 +217,63 @@ describe('deploy/kubernetes', () => {
     expect(service.spec.ports).toEqual([{ name: 'http', port: 8480, targetPort: 'http' }]);
   });
 
+  it('shared-state: the config is base/\'s plus state.url from the Secret (FERRY_STATE_URL); the Secret keeps its other keys', () => {
+    const plain = parseAllDocuments(configText)[0]!.toJS() as Record<string, unknown>;
+    const shared = parseAllDocuments(sharedConfigText)[0]!.toJS() as Record<string, unknown>;
+    const { state, ...rest } = shared;
+    expect(rest).toEqual(plain);
+    expect(state).toEqual({ url: '${FERRY_STATE_URL}' });
+    expect(Object.keys(sharedEnv).sort()).toEqual([...Object.keys(env), 'FERRY_STATE_URL'].sort());
+    const real = { ...sharedEnv, FERRY_API_TOKEN: '3f1c0a9e7b5d42c8a61e', WEBHOOK_AUTH: 'Bearer 9d2e4f6a8b0c1d3e5f7a' };
+    const config = parseConfig(shared, 'ferry.yaml', real);
+    expect(config.state?.url).toBe(sharedEnv.FERRY_STATE_URL);
+    expect(config.state?.url).toMatch(/^postgres:\/\/ferry:CHANGE-ME@[^/]+:5432\/ferry$/);
+    expect(() => checkDaemonConfig(config)).not.toThrow();
+    for (const m of sharedConfigText.matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}/g)) {
+      if (!m[2]) expect(Object.keys(sharedEnv), m[1]).toContain(m[1]);
+    }
+  });
+
+  it('workers: one Job, parallelism N, no index and no shard: every pod runs the same `ferry sync` on state.url', () => {
+    const job = one<K8sObject & { spec: Record<string, unknown> & { parallelism: number } }>(built.workers, 'Job');
+    expect(job.spec.parallelism).toBeGreaterThanOrEqual(2);
+    expect(job.spec.completionMode).toBeUndefined();
+    expect(job.spec.completions).toBeUndefined(); // a work queue: complete when the pods exited 0
+    const t = pod(job);
+    expect(['Never', 'OnFailure']).toContain(t.spec.restartPolicy);
+    const c = t.spec.containers[0]!;
+    expect(c.args).toEqual(['sync', '--config', '/config/ferry.yaml', '--rule', 'migrate', '--output', 'json']);
+    expect(c.args.some((a) => a.startsWith('--shard'))).toBe(false);
+    expect(c.env?.map((e) => e.name)).not.toContain('FERRY_SHARD');
+    // No persistent volume: the state is the database's.
+    expect(t.spec.volumes.some((v) => v.persistentVolumeClaim)).toBe(false);
+    // transfer.bandwidth is the whole run's (the live pods share it).
+    const bw = c.env?.find((e) => e.name === 'FERRY_BANDWIDTH')?.value;
+    const config = parseConfig(parseAllDocuments(sharedConfigText)[0]!.toJS(), 'ferry.yaml', { ...sharedEnv, FERRY_BANDWIDTH: bw });
+    expect(config.transfer.bandwidth).toBe(1e9 / 8);
+    expect(config.state?.url).toMatch(/^postgres:/);
+  });
+
+  it('daemon-ha: replicas on the PostgreSQL state, rolling without a volume, a Service and a disruption budget over them', () => {
+    const deployment = one(built.daemonHa, 'Deployment');
+    const spec = deployment.spec as { replicas: number; strategy: { type: string }; selector: { matchLabels: Record<string, string> } };
+    expect(spec.replicas).toBe(2);
+    expect(spec.strategy.type).toBe('RollingUpdate');
+    const t = pod(deployment);
+    expect(t.spec.volumes.some((v) => v.persistentVolumeClaim)).toBe(false);
+    const c = t.spec.containers[0]!;
+    expect(c.args).toEqual(['daemon', '--config', '/config/ferry.yaml']);
+    expect(c.livenessProbe?.httpGet).toEqual({ path: '/healthz', port: 'http' });
+    expect(c.readinessProbe?.httpGet).toEqual({ path: '/readyz', port: 'http' });
+    expect(t.metadata.labels).toMatchObject(spec.selector.matchLabels);
+    const service = one<K8sObject & { spec: { selector: Record<string, string>; ports: { port: number; targetPort: string }[] } }>(built.daemonHa, 'Service');
+    expect(t.metadata.labels).toMatchObject(service.spec.selector);
+    expect(service.spec.ports).toEqual([{ name: 'http', port: 8480, targetPort: 'http' }]);
+    const pdb = one<K8sObject & { spec: { minAvailable: number; selector: { matchLabels: Record<string, string> } } }>(built.daemonHa, 'PodDisruptionBudget');
+    expect(pdb.spec.minAvailable).toBeLessThan(spec.replicas);
+    expect(t.metadata.labels).toMatchObject(pdb.spec.selector.matchLabels);
+  });
+
   it('cronjob: one run at a time, `ferry sync` with a JSON report', () => {
     const cron = one<K8sObject & { spec: { schedule: string; concurrencyPolicy: string } }>(built.cronjob, 'CronJob');
     expect(cron.spec.schedule.split(' ')).toHaveLength(5);
@@ -214,5 +300,19 @@ describe('deploy/kubernetes', () => {
     // Per-pod bandwidth through the config's ${FERRY_BANDWIDTH}.
     const bw = t.spec.containers[0]!.env?.find((e) => e.name === 'FERRY_BANDWIDTH')?.value;
     expect(parseConfig(parseAllDocuments(configText)[0]!.toJS(), 'ferry.yaml', { ...env, FERRY_BANDWIDTH: bw }).transfer.bandwidth).toBe(250e6 / 8);
+  });
+
+  // Where kubectl is installed, its kustomize (offline) builds every overlay into the same objects.
+  const kubectl = spawnSync('kubectl', ['version', '--client'], { encoding: 'utf8' }).status === 0;
+  it.runIf(kubectl)('kubectl kustomize builds every overlay into the objects checked above', () => {
+    for (const [name, dir] of Object.entries(overlays)) {
+      const out = spawnSync('kubectl', ['kustomize', join(ROOT, dir)], { encoding: 'utf8' });
+      expect(out.status, `${dir}: ${out.stderr}`).toBe(0);
+      const objects = parseAllDocuments(out.stdout).map((d) => d.toJS() as K8sObject);
+      const ours = built[name as keyof typeof overlays];
+      expect(objects.map((o) => `${o.kind}/${o.metadata.name}`).sort(), dir).toEqual(ours.map((o) => `${o.kind}/${o.metadata.name}`).sort());
+      const data = (objs: K8sObject[]) => (objs.find((o) => o.kind === 'ConfigMap') as K8sObject & { data: Record<string, string> }).data['ferry.yaml'];
+      expect(data(objects), dir).toBe(data(ours));
+    }
   });
 });
