@@ -10,6 +10,7 @@ import { type CompiledFilters, compileFilters } from '../plan/filters.js';
 import type { PlanProblem, RulePlan, SourceArtifact, WorkItem } from '../plan/types.js';
 import { createProvider, registryKey, staticCredentials } from '../providers/index.js';
 import type { Provider } from '../providers/types.js';
+import { LimitShare } from '../http/limits.js';
 import { RequestCounter, type RequestObserver } from '../http/observe.js';
 import { AuthError, UnreachableError } from '../registry/errors.js';
 import { ArtifactCopier, type DestinationTags, type ManifestHooks } from '../transfer/artifact-copier.js';
@@ -20,7 +21,9 @@ import { ReferrersCopier, defaultManifestHooks } from '../transfer/referrers.js'
 import { type ArtifactResult, RuleStats, type TransferEvents } from '../transfer/stats.js';
 import { TokenBucket } from '../transfer/throttle.js';
 import { openState } from '../state/index.js';
+import type { RunMembership } from '../state/coordination.js';
 import type { StateStore } from '../state/types.js';
+import { CooperativeRule, names, namesOf, runKey, unitCollisions, workerInfo } from './cooperative.js';
 import { ArtifactLog } from './artifact-log.js';
 import { CopyPipeline } from './copy-pipeline.js';
 import { type RuleReport, type SyncReport, completePlannedReport, completeRuleReport, startRuleReport, summarize } from './report.js';
@@ -82,8 +85,14 @@ export interface SyncOptions {
   skipPreflight?: boolean | undefined;
   /** Use these artifacts instead of listing the source (webhook-triggered runs). */
   artifacts?: ((rule: RuleConfig) => SourceArtifact[] | AsyncIterable<SourceArtifact> | undefined) | undefined;
-  /** Keep only some repositories (sharding). */
+  /** Keep only some repositories (sharding). With a repository filter, processes never cooperate (shards are the other way). */
   repositoryFilter?: ((sourceRepository: string) => boolean) | undefined;
+}
+
+/** What planRepositories takes from a cooperating worker: the leased unit's repositories and collisions. */
+interface UnitPlanOptions extends SyncOptions {
+  repositories?: AsyncIterable<string> | undefined;
+  collisions?: Map<string, string[]> | undefined;
 }
 
 export class Engine {
@@ -110,6 +119,15 @@ export class Engine {
   private readonly requests = new RequestCounter();
   /** Tag pushes per destination repository in planned order, whatever artifactConcurrency (push-order.ts). */
   private readonly pushOrder = new PushOrder();
+  /**
+   * This process's part of every limit when it cooperates with other workers (issue 12): the request
+   * layer divides `limits` by it, and the bandwidth caps below follow it.
+   */
+  readonly limitShare = new LimitShare();
+  /** The process cap as configured or set through the API (before the share). */
+  private bandwidth: number;
+  /** Rule caps as configured or set (before the share). */
+  private readonly ruleRates = new Map<string, number>();
 
   constructor(config: FerryConfig, opts: EngineOptions = {}) {
     this.onRequest = opts.onRequest;
@@ -121,7 +139,9 @@ export class Engine {
     this.state = opts.state ?? openState({ stateDir, url, readOnly: !!opts.readStateOnly, logger: this.logger });
     this.ownsState = !opts.state;
     this.stateDir = opts.readStateOnly || opts.stateDir === false ? undefined : (opts.stateDir ?? config.transfer.stateDir);
+    this.bandwidth = config.transfer.bandwidth;
     this.processBucket = new TokenBucket(config.transfer.bandwidth);
+    this.limitShare.onChange(() => this.applyShare());
     this.blobs = new BlobCopier({
       concurrency: config.transfer.concurrency,
       retries: config.transfer.retries,
@@ -172,6 +192,7 @@ export class Engine {
         onRetry: (registry) => this.events.emit('retry', registry),
         requests: this.requests,
         onRequest: this.onRequest,
+        limitShare: this.limitShare,
       });
       this.providers.set(name, p);
     }
@@ -180,14 +201,26 @@ export class Engine {
 
   /** Changes the process bandwidth cap (bytes/s, 0 = unlimited) for running and future transfers. */
   setBandwidth(bytesPerSecond: number): void {
-    this.processBucket.setRate(bytesPerSecond);
+    if (!Number.isFinite(bytesPerSecond) || bytesPerSecond < 0) throw new RangeError(`bandwidth must be a non-negative number of bytes per second, got ${bytesPerSecond}`);
+    this.bandwidth = bytesPerSecond;
+    this.processBucket.setRate(this.limitShare.part(bytesPerSecond));
   }
 
   /** Changes one rule's cap (bytes/s, 0 = none beyond the process cap) for running and future transfers. */
   setRuleBandwidth(rule: string, bytesPerSecond: number): void {
+    this.ruleRates.set(rule, bytesPerSecond);
     const bucket = this.ruleBuckets.get(rule);
-    if (bucket) bucket.setRate(bytesPerSecond);
-    else this.ruleBuckets.set(rule, new TokenBucket(bytesPerSecond));
+    if (bucket) bucket.setRate(this.limitShare.part(bytesPerSecond));
+    else this.ruleBuckets.set(rule, new TokenBucket(this.limitShare.part(bytesPerSecond)));
+  }
+
+  /** The live workers changed: every cap is this process's share of the configured figure again. */
+  private applyShare(): void {
+    this.processBucket.setRate(this.limitShare.part(this.bandwidth));
+    for (const [rule, bucket] of this.ruleBuckets) {
+      const configured = this.ruleRates.get(rule) ?? this.config.rules.find((r) => r.name === rule)?.bandwidth ?? 0;
+      bucket.setRate(this.limitShare.part(configured));
+    }
   }
 
   selectRules(names?: string[]): RuleConfig[] {
@@ -221,7 +254,7 @@ export class Engine {
    * listing is read only as fast as the consumer takes repositories. A last entry with
    * `sourceRepository: '*'` carries problems about the rule as a whole.
    */
-  async *planRepositories(rule: RuleConfig, opts: SyncOptions = {}): AsyncGenerator<RepositoryPlan> {
+  async *planRepositories(rule: RuleConfig, opts: UnitPlanOptions = {}): AsyncGenerator<RepositoryPlan> {
     const source = this.provider(rule.source);
     const destination = this.provider(rule.destination);
     const filters = compileFilters(rule.filters);
@@ -230,8 +263,8 @@ export class Engine {
     const signal = anySignal(opts.signal, opts.stop);
     const given = opts.artifacts?.(rule);
     const givenList = Array.isArray(given) ? groupByRepository(given.filter((a) => keepRepo(a.repository))) : undefined;
-    let collisions: Map<string, string[]> | undefined;
-    if (!mappingIsInjective(rule)) {
+    let collisions: Map<string, string[]> | undefined = opts.collisions;
+    if (!mappingIsInjective(rule) && !opts.repositories) {
       // Names only: the listing asks whether each repository may match before listing its tags.
       const names: string[] = [];
       if (givenList) names.push(...new Set(givenList.map((a) => a.repository)));
@@ -251,7 +284,7 @@ export class Engine {
     // A repository the listing could not read is that repository's problem (#14), reported with the plan.
     const unreadable: PlanProblem[] = [];
     const onRepositoryProblem = (repository: string, message: string) => unreadable.push({ rule: rule.name, sourceRepository: repository, message });
-    const artifacts = givenList ?? given ?? source.listArtifacts({ repositoryMayMatch: keepRepo, includeChartMuseum, signal, onRepositoryProblem });
+    const artifacts = givenList ?? given ?? source.listArtifacts({ repositoryMayMatch: keepRepo, includeChartMuseum, signal, onRepositoryProblem, repositories: opts.repositories });
     const drain = (): RepositoryPlan => ({ sourceRepository: unreadable[0]!.sourceRepository, items: [], problems: unreadable.splice(0), listedTags: new Set(), unreadable: true });
     for await (const repo of planner.repositories(filterRepos(artifacts, keepRepo))) {
       yield repo;
@@ -497,7 +530,7 @@ export class Engine {
   /** Every rule gets a bucket (rate 0 = no rule cap), so setRuleBandwidth reaches transfers already running. */
   private ruleBucket(rule: RuleConfig): TokenBucket {
     let bucket = this.ruleBuckets.get(rule.name);
-    if (!bucket) this.ruleBuckets.set(rule.name, (bucket = new TokenBucket(rule.bandwidth ?? 0)));
+    if (!bucket) this.ruleBuckets.set(rule.name, (bucket = new TokenBucket(this.limitShare.part(rule.bandwidth ?? 0))));
     return bucket;
   }
 

@@ -28,6 +28,22 @@ export interface RunRecord {
   value: unknown;
 }
 
+/** A unit of work: one source repository, or a group of sources that map to one destination (a collision). */
+export interface Unit {
+  /** The unit's name: its (first) source repository. */
+  repository: string;
+  /** Every source repository of the unit, when more than `repository`. */
+  sources?: string[] | undefined;
+}
+
+export interface LeasedUnit {
+  repository: string;
+  /** Its source repositories (`[repository]` for most). */
+  sources: string[];
+  /** 1 the first time; more when earlier workers died holding it. */
+  attempt: number;
+}
+
 /** A rule's progress in the shared run. */
 export interface RuleProgress {
   /** The source listing of the rule is complete (every unit is known). */
@@ -60,15 +76,15 @@ export interface RunMembership {
 
   /** Becomes the lister of `rule` when nobody live is: true = this worker enumerates the units. */
   claimListing(rule: string): Promise<boolean>;
-  /** Adds units (repositories) of `rule`; repeated names are ignored (a lister that took over). */
-  addUnits(rule: string, repositories: string[]): Promise<void>;
+  /** Adds units of `rule`, in listing order; repeated names are ignored (a lister that took over). */
+  addUnits(rule: string, units: Unit[]): Promise<void>;
   /** The listing of `rule` is complete, or failed with `error`. */
   listingDone(rule: string, error?: string): Promise<void>;
   /**
    * Leases the next unit of `rule`: a pending one, or one whose owner died. `wait`: none now but the
    * rule is not done (listing goes on, or others hold leases); `done`: every unit of the rule is done.
    */
-  lease(rule: string): Promise<{ repository: string; attempt: number } | 'wait' | 'done'>;
+  lease(rule: string): Promise<LeasedUnit | 'wait' | 'done'>;
   /** The unit is done: its totals and records (failures, problems) are the run's from now on. */
   completeUnit(rule: string, repository: string, totals: UnitTotals, records: RunRecord[]): Promise<void>;
   progress(rule: string): Promise<RuleProgress>;

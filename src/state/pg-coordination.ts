@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { BlobCounts } from '../transfer/stats.js';
-import type { Coordination, RuleProgress, RunMembership, RunRecord, UnitTotals } from './coordination.js';
+import type { Coordination, LeasedUnit, RuleProgress, RunMembership, RunRecord, Unit, UnitTotals } from './coordination.js';
 import { emptyTotals } from './coordination.js';
 
 /** The database's clock in Unix ms. */
@@ -51,6 +51,8 @@ CREATE TABLE IF NOT EXISTS ferry_units (
   repository TEXT NOT NULL,
   seq        BIGSERIAL,
   status     TEXT NOT NULL DEFAULT 'pending',
+  -- A collision group (several sources mapped to one destination) is one unit: one worker decides it.
+  sources    TEXT[],
   owner      TEXT,
   attempts   INTEGER NOT NULL DEFAULT 0,
   totals     JSONB,
@@ -200,11 +202,14 @@ class PgMembership implements RunMembership {
     return rows.length > 0;
   }
 
-  async addUnits(rule: string, repositories: string[]): Promise<void> {
-    if (!repositories.length) return;
+  async addUnits(rule: string, units: Unit[]): Promise<void> {
+    if (!units.length) return;
+    // Sources travel as JSON (a text[][] cannot be ragged); one statement per batch, in listing order.
     await this.query(
-      `INSERT INTO ferry_units (run_id, rule, repository) SELECT $1, $2, r FROM unnest($3::text[]) WITH ORDINALITY AS t(r, n) ORDER BY n ON CONFLICT DO NOTHING`,
-      [this.runId, rule, repositories],
+      `INSERT INTO ferry_units (run_id, rule, repository, sources)
+       SELECT $1, $2, r, CASE WHEN s IS NULL THEN NULL ELSE ARRAY(SELECT jsonb_array_elements_text(s)) END
+       FROM unnest($3::text[], $4::jsonb[]) WITH ORDINALITY AS t(r, s, n) ORDER BY n ON CONFLICT DO NOTHING`,
+      [this.runId, rule, units.map((u) => u.repository), units.map((u) => (u.sources ? JSON.stringify(u.sources) : null))],
     );
   }
 
@@ -212,8 +217,8 @@ class PgMembership implements RunMembership {
     await this.query(`UPDATE ferry_run_rules SET listed = true, listing_error = $3 WHERE run_id = $1 AND rule = $2`, [this.runId, rule, error ?? null]);
   }
 
-  async lease(rule: string): Promise<{ repository: string; attempt: number } | 'wait' | 'done'> {
-    const [leased] = await this.query<{ repository: string; attempts: number }>(
+  async lease(rule: string): Promise<LeasedUnit | 'wait' | 'done'> {
+    const [leased] = await this.query<{ repository: string; sources: string[] | null; attempts: number }>(
       `WITH next AS (
          SELECT run_id, rule, repository FROM ferry_units
          WHERE run_id = $1 AND rule = $2 AND status <> 'done' AND attempts < ${MAX_UNIT_ATTEMPTS}
@@ -221,10 +226,10 @@ class PgMembership implements RunMembership {
          ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED)
        UPDATE ferry_units u SET status = 'leased', owner = $3, attempts = u.attempts + 1
        FROM next WHERE u.run_id = next.run_id AND u.rule = next.rule AND u.repository = next.repository
-       RETURNING u.repository, u.attempts`,
+       RETURNING u.repository, u.sources, u.attempts`,
       [this.runId, rule, this.workerId],
     );
-    if (leased) return { repository: leased.repository, attempt: leased.attempts };
+    if (leased) return { repository: leased.repository, sources: leased.sources ?? [leased.repository], attempt: leased.attempts };
     await this.giveUpPoisonUnits(rule);
     const p = await this.progress(rule);
     return p.listed && p.done >= p.units ? 'done' : 'wait';
