@@ -16,7 +16,8 @@ import { findCollisions, mappingIsInjective, type RepositoryPlan } from '../plan
 import type { PlanProblem } from '../plan/types.js';
 import type { LeasedUnit, RunMembership, RunRecord, Unit, UnitTotals } from '../state/coordination.js';
 import { emptyTotals } from '../state/coordination.js';
-import type { ArtifactResult } from '../transfer/stats.js';
+import type { ArtifactResult, BlobCounts } from '../transfer/stats.js';
+import type { RuleReport } from './report.js';
 
 /** Units the lister writes per statement. */
 const UNIT_BATCH = 200;
@@ -52,7 +53,7 @@ export interface CooperativeRuleOptions {
 }
 
 /** One open unit: its plan is being read or its artifacts copied. */
-class OpenUnit {
+export class OpenUnit {
   readonly totals: UnitTotals = emptyTotals();
   readonly records: RunRecord[] = [];
   private planned = false;
@@ -106,6 +107,8 @@ export class CooperativeRule {
   private readonly completions = new Set<Promise<void>>();
   private listing: Promise<void> | undefined;
   private readonly pollMs: number;
+  /** This worker's blob counts for the rule so far (the engine's stats), written with each unit. */
+  blobCounts: (() => BlobCounts) | undefined;
   /** Set once the run is cancelled here: units not finished stay leased and go to others when this worker leaves. */
   private cancelled = false;
 
@@ -203,7 +206,37 @@ export class CooperativeRule {
   private async complete(unit: OpenUnit): Promise<void> {
     for (const s of unit.lease.sources) if (this.open.get(s) === unit) this.open.delete(s);
     if (this.cancelled) return;
-    await this.opts.membership.completeUnit(this.opts.rule.name, unit.lease.repository, unit.totals, unit.records);
+    const { membership, rule } = this.opts;
+    // Cumulative per worker: once every unit is done, every worker's counts include all of its blobs.
+    if (this.blobCounts) await membership.reportBlobs(rule.name, { ...this.blobCounts() });
+    await membership.completeUnit(rule.name, unit.lease.repository, unit.totals, unit.records);
+  }
+
+  /**
+   * Replaces this worker's counts in `report` by the whole run's (every worker's units), with the
+   * run's failures and problems up to `cap` each: the report, and the exit code, cover the run.
+   */
+  async wholeRunReport(report: RuleReport, cap: number): Promise<void> {
+    const { membership, rule } = this.opts;
+    const { totals, failures, problems } = await membership.ruleTotals(rule.name, cap);
+    const a = report.artifacts;
+    a.planned = totals.planned;
+    a.copied = totals.copied;
+    a.present = totals.present;
+    a.skipped = totals.skipped;
+    a.failed = totals.failed + totals.problems;
+    report.bytes = totals.bytes;
+    report.referrers = totals.referrers;
+    const blobs = await membership.blobTotals(rule.name);
+    if (blobs) report.blobs = blobs;
+    // Failures first (every worker's), then this worker's other results as the sample.
+    const others = report.items.filter((i) => i.status !== 'failed');
+    report.items = [...(failures as ArtifactResult[]), ...others];
+    report.itemsOmitted = totals.failed > failures.length || report.itemsOmitted ? { failed: Math.max(0, totals.failed - failures.length), other: report.itemsOmitted?.other ?? 0 } : undefined;
+    report.problems = problems as PlanProblem[];
+    report.problemsOmitted = totals.problems > problems.length ? totals.problems - problems.length : undefined;
+    report.status = a.failed ? 'partial' : 'ok';
+    report.run = { id: membership.runId, worker: membership.workerId, workers: membership.workers };
   }
 
   /** Waits for every unit this worker began to be written, and for its listing. */

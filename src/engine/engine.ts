@@ -23,7 +23,7 @@ import { TokenBucket } from '../transfer/throttle.js';
 import { openState } from '../state/index.js';
 import type { RunMembership } from '../state/coordination.js';
 import type { StateStore } from '../state/types.js';
-import { CooperativeRule, names, namesOf, runKey, unitCollisions, workerInfo } from './cooperative.js';
+import { CooperativeRule, type OpenUnit, names, namesOf, runKey, unitCollisions, workerInfo } from './cooperative.js';
 import { ArtifactLog } from './artifact-log.js';
 import { CopyPipeline } from './copy-pipeline.js';
 import { type RuleReport, type SyncReport, completePlannedReport, completeRuleReport, startRuleReport, summarize } from './report.js';
@@ -331,8 +331,37 @@ export class Engine {
     const startedAt = new Date();
     const rules = this.selectRules(opts.rules);
     if (!opts.skipPreflight) await this.preflight(rules);
-    const reports = await Promise.all(rules.map((rule) => this.runRule(rule, opts)));
-    return summarize(reports, startedAt, !!opts.dryRun, !!opts.signal?.aborted || !!opts.stop?.aborted);
+    const membership = await this.joinRun(rules, opts);
+    try {
+      const reports = await Promise.all(rules.map((rule) => this.runRule(rule, opts, membership)));
+      return summarize(reports, startedAt, !!opts.dryRun, !!opts.signal?.aborted || !!opts.stop?.aborted);
+    } finally {
+      if (membership) {
+        this.blobs.setClaims(undefined);
+        this.limitShare.set(1);
+        await membership.leave().catch((err: unknown) => this.logger.warn({ err: (err as Error).message }, 'could not leave the shared run cleanly (the others see this worker gone after state.leaseTimeout)'));
+      }
+    }
+  }
+
+  /**
+   * With a state other processes share (PostgreSQL), a full sync joins their run: units of work are
+   * leased, each blob's first copy is claimed, and limits are shared by the live workers. Dry runs,
+   * webhook runs (given artifacts) and shards (a repository filter) run on their own.
+   */
+  private async joinRun(rules: RuleConfig[], opts: SyncOptions): Promise<RunMembership | undefined> {
+    if (opts.dryRun || opts.artifacts || opts.repositoryFilter || this.config.state?.cooperate === false) return undefined;
+    const coordination = this.state.coordination?.({ leaseTimeoutMs: (this.config.state?.leaseTimeout ?? 30) * 1000, logger: this.logger });
+    if (!coordination) return undefined;
+    const membership = await coordination.join(runKey(this.config, rules), workerInfo(rules));
+    this.logger.info({ run: membership.runId, worker: membership.workerId, workers: membership.workers }, 'joined the shared run');
+    this.limitShare.set(membership.workers);
+    membership.onWorkers((n) => {
+      this.logger.info({ run: membership.runId, workers: n }, 'live workers changed; limits and bandwidth shared again');
+      this.limitShare.set(n);
+    });
+    this.blobs.setClaims(membership);
+    return membership;
   }
 
   /**
@@ -340,9 +369,11 @@ export class Engine {
    * time, at most a few artifacts per copy slot queued ahead; the report keeps totals and a capped
    * sample, the artifact log (state directory) every result.
    */
-  async runRule(rule: RuleConfig, opts: SyncOptions = {}): Promise<RuleReport> {
+  async runRule(rule: RuleConfig, opts: SyncOptions = {}, membership?: RunMembership): Promise<RuleReport> {
     const started = Date.now();
     const dryRun = !!opts.dryRun;
+    const full = !opts.artifacts?.(rule);
+    const coop = membership && !dryRun && full ? this.cooperativeRule(rule, membership, opts) : undefined;
     const destination = this.provider(rule.destination);
     const destinationKey = registryKey(rule.destination, destination.config);
     const log = dryRun ? undefined : ArtifactLog.open(this.stateDir, rule.name, new Date(started));
@@ -357,6 +388,7 @@ export class Engine {
     };
     const stats = new RuleStats(rule.name, this.events, (result) => {
       log?.write(result);
+      coop?.result(result);
       if (dryRun || result.status !== 'copied') return;
       pushed.push(result);
       if (pushed.length >= 256) recordPushed().catch(() => undefined);
@@ -371,20 +403,21 @@ export class Engine {
         else report.problemsOmitted = (report.problemsOmitted ?? 0) + 1;
       }
     };
-    const full = !opts.artifacts?.(rule);
+    if (coop) coop.blobCounts = () => stats.blobs;
     // deleteRemote: each listed repository's candidates, from the rule state as it is planned; the
     // repositories gone altogether once the listing is complete.
-    const gone = full && rule.deleteRemote ? this.goneTags(rule, opts) : undefined;
+    const gone = full && rule.deleteRemote && !coop ? this.goneTags(rule, opts) : undefined;
+    if (coop && rule.deleteRemote) this.logger.warn({ rule: rule.name }, 'deleteRemote is not applied by cooperating workers yet: run the rule with state.cooperate: false to delete');
     const inspector = dryRun ? new PlanInspector(this.provider(rule.source).client, destination.client, rule.override, this.config.transfer.artifactConcurrency) : undefined;
     const copies = dryRun ? undefined : new CopyPipeline(2 * this.config.transfer.artifactConcurrency);
-    try {
-      for await (const repo of this.planRepositories(rule, opts)) {
+    /** One repository's plan: its problems reported, its artifacts inspected (dry run) or queued for copy. */
+    const take = async (repo: RepositoryPlan, unit?: OpenUnit): Promise<'stop' | void> => {
         addProblems(repo.problems);
         if (gone && repo.sourceRepository !== '*') {
           if (repo.unreadable) for (const p of repo.problems) gone.unreadable(p.sourceRepository);
           else await gone.repository(repo.sourceRepository, repo.listedTags);
         }
-        if (!repo.items.length) continue;
+        if (!repo.items.length) return;
         report.artifacts.planned += repo.items.length;
         this.events.emit('planned', rule.name, report.artifacts.planned);
         // Sizes the listing gave (Harbor) count at once; the copier adds the others as it reads their manifests.
@@ -392,11 +425,35 @@ export class Engine {
         stats.planBytes(sized.reduce((n, i) => n + i.size!, 0), sized.length);
         if (inspector) await inspector.add(repo.items);
         else if (copies) {
-          if (opts.signal?.aborted || opts.stop?.aborted) break;
+          if (opts.signal?.aborted || opts.stop?.aborted) return 'stop';
           const known = this.destinationTags(rule, repo.destinationRepository!, opts.signal);
           const sourceTags = full && this.provider(rule.source).config.kind === 'registry' ? repo.listedTags : undefined;
-          for (const item of repo.items) await copies.add(() => this.copyItem(rule, item, stats, opts, known, sourceTags));
+          unit?.addPlan(repo);
+          for (const item of repo.items) {
+            await copies.add(() => this.copyItem(rule, item, stats, opts, known, sourceTags).finally(() => unit?.settled()));
+          }
         }
+    };
+    try {
+      if (coop) {
+        // Units leased from the shared run, one at a time; the copies of earlier units go on meanwhile.
+        for (let lease = await coop.next(); lease; lease = await coop.next()) {
+          if (opts.signal?.aborted || opts.stop?.aborted) break;
+          const unit = coop.begin(lease);
+          const plans = this.planRepositories(rule, { ...opts, repositories: names(lease.sources), collisions: await unitCollisions(rule, lease) });
+          let stopped = false;
+          for await (const repo of plans) {
+            if (repo.items.length === 0) unit.addProblems(repo.problems);
+            if ((await take(repo, unit)) === 'stop') {
+              stopped = true;
+              break;
+            }
+          }
+          if (stopped) break;
+          unit.planDone();
+        }
+      } else {
+        for await (const repo of this.planRepositories(rule, opts)) if ((await take(repo)) === 'stop') break;
       }
       if (!report.artifacts.planned) this.events.emit('planned', rule.name, 0);
       if (inspector) {
@@ -405,12 +462,17 @@ export class Engine {
       } else {
         await copies!.done();
         const cancelled = !!opts.signal?.aborted || !!opts.stop?.aborted;
+        if (cancelled) coop?.cancel();
+        await coop?.settle();
         await recordPushed();
         if (!cancelled && gone) report.deleted = await deleteGoneTags(rule, (await gone.finish()).delete, this.state, destinationKey, destination, this.logger);
         completeRuleReport(report, stats, { cancelled, startedMs: started, problems: problemCount });
+        if (coop && !cancelled) await coop.wholeRunReport(report, PROBLEMS_KEPT);
       }
     } catch (err) {
+      coop?.cancel();
       await copies?.done().catch(() => undefined);
+      await coop?.settle().catch(() => undefined);
       this.logger.error({ rule: rule.name, err: (err as Error).message }, 'rule failed');
       report.status = 'failed';
       report.error = (err as Error).message;
@@ -424,6 +486,30 @@ export class Engine {
     if (requests) report.requests = requests;
     report.durationMs = Date.now() - started;
     return report;
+  }
+
+  private cooperativeRule(rule: RuleConfig, membership: RunMembership, opts: SyncOptions): CooperativeRule {
+    const source = this.provider(rule.source);
+    const filters = this.compiledFilters(rule);
+    const includeChartMuseum = !rule.filters.kinds || rule.filters.kinds.includes('chart');
+    const signal = opts.signal && opts.stop ? AbortSignal.any([opts.signal, opts.stop]) : (opts.signal ?? opts.stop);
+    return new CooperativeRule({
+      rule,
+      membership,
+      logger: this.logger,
+      signal,
+      // Names only: the providers announce each repository to repositoryMayMatch, which declines it.
+      enumerate: () =>
+        namesOf(async (push) => {
+          const declineAll = (repo: string) => {
+            if (filters.repositoryMatches(repo)) push(repo);
+            return false;
+          };
+          for await (const _ of source.listArtifacts({ repositoryMayMatch: declineAll, includeChartMuseum, ...(signal ? { signal } : {}) })) {
+            // nothing is listed: every repository was declined
+          }
+        }),
+    });
   }
 
   /**

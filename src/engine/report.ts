@@ -56,6 +56,8 @@ export interface RuleReport {
   planOmitted?: number | undefined;
   /** Requests each registry received during this rule's run, by kind (when the request layer counts them). */
   requests?: Record<string, Record<string, number>> | undefined;
+  /** Cooperating workers (PostgreSQL state): the shared run this report covers whole, and who wrote it. */
+  run?: { id: number; worker: string; workers: number } | undefined;
   /** Dry run: distinct blobs the destination lacks and their bytes (an upper bound: some may be mounted). */
   planTotals?: { blobs: number; bytes: number } | undefined;
   error?: string | undefined;

@@ -53,6 +53,19 @@ export interface BlobJob {
 
 export type BlobOutcome = 'uploaded' | 'mounted' | 'skipped';
 
+/**
+ * The first copy of a blob across processes (cooperating workers on one PostgreSQL state): one worker
+ * claims it and uploads; the others wait until it is recorded somewhere and mount it from there.
+ */
+export interface BlobClaims {
+  /** True: this process uploads the blob. False: a live worker is uploading it now. */
+  claimBlob(registry: string, digest: string): Promise<boolean>;
+  releaseBlob(registry: string, digest: string): Promise<void>;
+}
+
+/** How often a worker waiting for another's upload looks for where it landed (ms). */
+const CLAIM_POLL_MS = 250;
+
 /** Uploads a verified body into an open session. The chunked / resumable strategy plugs in here. */
 export interface UploadStrategy {
   upload(job: BlobJob, location: URL, open: (start: number) => Promise<VerifiedBody>, session?: { minChunkLength?: number | undefined }): Promise<void>;
@@ -172,6 +185,13 @@ export class BlobCopier {
     return this.queue.pending + this.smallQueue.pending;
   }
 
+  private claims: BlobClaims | undefined;
+
+  /** Cooperating workers' blob claims for the run that starts (undefined: this process alone). */
+  setClaims(claims: BlobClaims | undefined): void {
+    this.claims = claims;
+  }
+
   /** Forgets this process's knowledge of destinations (the journal keeps what is durable). */
   resetCaches(): void {
     this.landed.clear();
@@ -245,9 +265,43 @@ export class BlobCopier {
     if (journaled && (this.opts.journalMaxAgeMs === 0 || Date.now() - journaled.at < this.opts.journalMaxAgeMs)) {
       return 'skipped';
     }
+    const claimed = await this.firstCopyAcrossWorkers(job, key);
+    try {
+      return await this.attempts(job, key, journaled !== undefined);
+    } finally {
+      if (claimed) await claimed.releaseBlob(job.destinationKey, digest).catch(() => undefined);
+    }
+  }
+
+  /**
+   * With cooperating workers, a blob nobody has put at this destination yet is uploaded by one of
+   * them: returns the claims when this process won the blob (it releases them after its attempts),
+   * undefined once another worker's copy landed (the attempt then mounts it) or without cooperation.
+   */
+  private async firstCopyAcrossWorkers(job: BlobJob, key: string): Promise<BlobClaims | undefined> {
+    const claims = this.claims;
+    if (!claims || this.landed.get(key)?.size) return undefined;
+    const { digest } = job.descriptor;
+    for (let waited = false; ; waited = true) {
+      if ((await this.opts.state.mountSources(job.destinationKey, digest, 1)).length) return undefined;
+      if (await claims.claimBlob(job.destinationKey, digest)) {
+        // Claimed after waiting: the other worker failed or died; if it did land meanwhile, mount it.
+        if (waited && (await this.opts.state.mountSources(job.destinationKey, digest, 1)).length) {
+          await claims.releaseBlob(job.destinationKey, digest);
+          return undefined;
+        }
+        return claims;
+      }
+      if (job.stop?.aborted) throw new StoppedError(job.stop.reason);
+      await sleep(CLAIM_POLL_MS, undefined, job.signal ? { signal: job.signal } : undefined);
+    }
+  }
+
+  private async attempts(job: BlobJob, key: string, wasJournaled: boolean): Promise<BlobOutcome> {
+    const { digest } = job.descriptor;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.attemptWithDeadline(job, key, journaled !== undefined);
+        return await this.attemptWithDeadline(job, key, wasJournaled);
       } catch (err) {
         if (job.signal?.aborted) throw err;
         if (!isRetryable(err) || attempt > this.opts.retries) throw err;
