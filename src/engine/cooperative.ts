@@ -17,6 +17,7 @@ import type { PlanProblem } from '../plan/types.js';
 import type { LeasedUnit, RunMembership, RunRecord, Unit, UnitTotals } from '../state/coordination.js';
 import { emptyTotals } from '../state/coordination.js';
 import type { ArtifactResult, BlobCounts } from '../transfer/stats.js';
+import type { DeletionCandidate } from './delete-remote.js';
 import type { RuleReport } from './report.js';
 
 /** Units the lister writes per statement. */
@@ -56,6 +57,7 @@ export interface CooperativeRuleOptions {
 export class OpenUnit {
   readonly totals: UnitTotals = emptyTotals();
   readonly records: RunRecord[] = [];
+  private keptCount = 0;
   private planned = false;
   private outstanding = 0;
   private resolveDone!: () => void;
@@ -69,16 +71,31 @@ export class OpenUnit {
     this.addProblems(repo.problems);
   }
 
+  /** deleteRemote: the unit's candidates (never capped: a missing one would only keep a tag). */
+  addDeletions(candidates: readonly unknown[]): void {
+    for (const c of candidates) this.records.push({ kind: 'deletion', value: c });
+  }
+
   addProblems(problems: PlanProblem[]): void {
     this.totals.problems += problems.length;
-    for (const p of problems) if (this.records.length < RECORDS_PER_UNIT) this.records.push({ kind: 'problem', value: p });
+    for (const p of problems) if (this.kept() < RECORDS_PER_UNIT) this.keep({ kind: 'problem', value: p });
   }
 
   addResult(result: ArtifactResult): void {
     this.totals[result.status]++;
     this.totals.bytes += result.bytes ?? 0;
     this.totals.referrers += result.referrers ?? 0;
-    if (result.status === 'failed' && this.records.length < RECORDS_PER_UNIT) this.records.push({ kind: 'failure', value: result });
+    if (result.status === 'failed' && this.kept() < RECORDS_PER_UNIT) this.keep({ kind: 'failure', value: result });
+  }
+
+  private keep(record: RunRecord): void {
+    this.records.push(record);
+    this.keptCount++;
+  }
+
+  /** Failures and problems kept (deletions are not counted against the cap). */
+  private kept(): number {
+    return this.keptCount;
   }
 
   /** One artifact of the unit ended (with a result, or stopped). */
@@ -107,6 +124,11 @@ export class CooperativeRule {
   private readonly completions = new Set<Promise<void>>();
   private listing: Promise<void> | undefined;
   private readonly pollMs: number;
+  /**
+   * Runs before a unit is written done (the engine records what the rule pushed): once every unit is
+   * done, the rule state holds every push of the run, which deleteRemote's shared-manifest rule reads.
+   */
+  beforeComplete: (() => Promise<void>) | undefined;
   /** This worker's blob counts for the rule so far (the engine's stats), written with each unit. */
   blobCounts: (() => BlobCounts) | undefined;
   /** Set once the run is cancelled here: units not finished stay leased and go to others when this worker leaves. */
@@ -207,9 +229,24 @@ export class CooperativeRule {
     for (const s of unit.lease.sources) if (this.open.get(s) === unit) this.open.delete(s);
     if (this.cancelled) return;
     const { membership, rule } = this.opts;
+    await this.beforeComplete?.();
     // Cumulative per worker: once every unit is done, every worker's counts include all of its blobs.
     if (this.blobCounts) await membership.reportBlobs(rule.name, { ...this.blobCounts() });
     await membership.completeUnit(rule.name, unit.lease.repository, unit.totals, unit.records);
+  }
+
+  /**
+   * deleteRemote once every unit is done, by exactly one worker (the finisher): the units' candidates
+   * and the repositories of the rule state that no unit holds (gone from the source). Undefined for
+   * the other workers.
+   */
+  async finisherCandidates(vanished: (wasListed: (repo: string) => Promise<boolean>) => Promise<DeletionCandidate[]>): Promise<DeletionCandidate[] | undefined> {
+    const { membership, rule } = this.opts;
+    if (!(await membership.claimFinisher(rule.name))) return undefined;
+    const candidates: DeletionCandidate[] = [];
+    for await (const c of membership.records(rule.name, 'deletion')) candidates.push(c as DeletionCandidate);
+    candidates.push(...(await vanished((repo) => membership.hasUnit(rule.name, repo))));
+    return candidates;
   }
 
   /**

@@ -181,6 +181,11 @@ export class GoneTags {
     this.candidates.delete(sourceRepository);
   }
 
+  /** The candidates of the repositories fed so far (a cooperative unit hands them to the run's finisher). */
+  found(): DeletionCandidate[] {
+    return [...this.candidates.values()].flat();
+  }
+
   /** After a complete listing: every candidate, decided by the shared-manifest rule. */
   async finish(): Promise<DeletionDecision> {
     const vanished = await vanishedRepositoryCandidates(this.state, this.rule, this.destination, (repo) => this.listed.has(repo), this.inScope);

@@ -28,7 +28,7 @@ import { ArtifactLog } from './artifact-log.js';
 import { CopyPipeline } from './copy-pipeline.js';
 import { type RuleReport, type SyncReport, completePlannedReport, completeRuleReport, startRuleReport, summarize } from './report.js';
 import { PlanInspector } from './plan-details.js';
-import { GoneTags, deleteGoneTags, recordPushes } from './delete-remote.js';
+import { GoneTags, deleteGoneTags, recordPushes, sharedManifestCheck, vanishedRepositoryCandidates } from './delete-remote.js';
 import { PushOrder } from './push-order.js';
 
 /** Plan problems a report lists (the count covers them all). */
@@ -407,7 +407,7 @@ export class Engine {
     // deleteRemote: each listed repository's candidates, from the rule state as it is planned; the
     // repositories gone altogether once the listing is complete.
     const gone = full && rule.deleteRemote && !coop ? this.goneTags(rule, opts) : undefined;
-    if (coop && rule.deleteRemote) this.logger.warn({ rule: rule.name }, 'deleteRemote is not applied by cooperating workers yet: run the rule with state.cooperate: false to delete');
+    if (coop) coop.beforeComplete = () => recordPushed();
     const inspector = dryRun ? new PlanInspector(this.provider(rule.source).client, destination.client, rule.override, this.config.transfer.artifactConcurrency) : undefined;
     const copies = dryRun ? undefined : new CopyPipeline(2 * this.config.transfer.artifactConcurrency);
     /** One repository's plan: its problems reported, its artifacts inspected (dry run) or queued for copy. */
@@ -441,15 +441,28 @@ export class Engine {
           if (opts.signal?.aborted || opts.stop?.aborted) break;
           const unit = coop.begin(lease);
           const plans = this.planRepositories(rule, { ...opts, repositories: names(lease.sources), collisions: await unitCollisions(rule, lease) });
+          // deleteRemote: the unit's candidates go to the database with it; the finisher decides.
+          const unitGone = rule.deleteRemote ? this.goneTags(rule, opts) : undefined;
+          const seen = new Set<string>();
           let stopped = false;
           for await (const repo of plans) {
             if (repo.items.length === 0) unit.addProblems(repo.problems);
+            seen.add(repo.sourceRepository);
+            if (unitGone && repo.sourceRepository !== '*') {
+              if (repo.unreadable) for (const p of repo.problems) unitGone.unreadable(p.sourceRepository);
+              else await unitGone.repository(repo.sourceRepository, repo.listedTags);
+            }
             if ((await take(repo, unit)) === 'stop') {
               stopped = true;
               break;
             }
           }
           if (stopped) break;
+          if (unitGone) {
+            // A source of the unit the listing returned nothing for has no tag left: all of its pushes are gone.
+            for (const source of lease.sources) if (!seen.has(source)) await unitGone.repository(source, new Set());
+            unit.addDeletions(unitGone.found());
+          }
           unit.planDone();
         }
       } else {
@@ -466,6 +479,14 @@ export class Engine {
         await coop?.settle();
         await recordPushed();
         if (!cancelled && gone) report.deleted = await deleteGoneTags(rule, (await gone.finish()).delete, this.state, destinationKey, destination, this.logger);
+        if (!cancelled && coop && rule.deleteRemote) {
+          const inScope = (repo: string) => this.compiledFilters(rule).repositoryMatches(repo);
+          const candidates = await coop.finisherCandidates((wasListed) => vanishedRepositoryCandidates(this.state, rule.name, destinationKey, wasListed, inScope));
+          if (candidates) {
+            const decision = await sharedManifestCheck(this.state, rule.name, destinationKey, candidates);
+            report.deleted = await deleteGoneTags(rule, decision.delete, this.state, destinationKey, destination, this.logger);
+          }
+        }
         completeRuleReport(report, stats, { cancelled, startedMs: started, problems: problemCount });
         if (coop && !cancelled) await coop.wholeRunReport(report, PROBLEMS_KEPT);
       }

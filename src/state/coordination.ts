@@ -24,7 +24,8 @@ export const emptyTotals = (): UnitTotals => ({ planned: 0, copied: 0, present: 
 
 /** One record of the run kept for the report: a failed artifact or a plan problem (capped when read). */
 export interface RunRecord {
-  kind: 'failure' | 'problem';
+  /** deletion: a deleteRemote candidate of the unit (a PushedTag), for the rule's finisher. */
+  kind: 'failure' | 'problem' | 'deletion';
   value: unknown;
 }
 
@@ -93,6 +94,10 @@ export interface RunMembership {
   /** Blob counts of every worker of the run for `rule` (each worker reports its own at heartbeats and at the end). */
   reportBlobs(rule: string, blobs: BlobCounts): Promise<void>;
   blobTotals(rule: string): Promise<BlobCounts | undefined>;
+  /** Every record of `kind` of the rule, in order, page by page. */
+  records(rule: string, kind: RunRecord['kind']): AsyncIterable<unknown>;
+  /** Whether the run has a unit holding source repository `repository` (deleteRemote: was it listed). */
+  hasUnit(rule: string, repository: string): Promise<boolean>;
   /** Exactly one worker gets true: it runs the rule's end-of-run work (deleteRemote). */
   claimFinisher(rule: string): Promise<boolean>;
 

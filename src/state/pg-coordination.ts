@@ -305,6 +305,23 @@ class PgMembership implements RunMembership {
     return sum;
   }
 
+  async *records(rule: string, kind: RunRecord['kind']): AsyncIterable<unknown> {
+    for (let after = 0; ; ) {
+      const rows = await this.query<{ seq: string; value: unknown }>(
+        `SELECT seq, value FROM ferry_run_records WHERE run_id = $1 AND rule = $2 AND kind = $3 AND seq > $4 ORDER BY seq LIMIT 1000`,
+        [this.runId, rule, kind, after],
+      );
+      for (const r of rows) yield r.value;
+      if (rows.length < 1000) return;
+      after = Number(rows[rows.length - 1]!.seq);
+    }
+  }
+
+  async hasUnit(rule: string, repository: string): Promise<boolean> {
+    const rows = await this.query(`SELECT 1 FROM ferry_units WHERE run_id = $1 AND rule = $2 AND (repository = $3 OR $3 = ANY(sources)) LIMIT 1`, [this.runId, rule, repository]);
+    return rows.length > 0;
+  }
+
   async claimFinisher(rule: string): Promise<boolean> {
     const rows = await this.query(`UPDATE ferry_run_rules SET finisher = $3 WHERE run_id = $1 AND rule = $2 AND finisher IS NULL RETURNING rule`, [this.runId, rule, this.workerId]);
     return rows.length > 0;
