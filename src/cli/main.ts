@@ -12,6 +12,7 @@ import { formatDifference, formatVerifyText, verifyRules } from '../engine/verif
 import { withStoredCredentials } from '../config/docker-credentials.js';
 import type { RequestObserver } from '../http/observe.js';
 import { ShardError, formatShard, resolveShard, shardFilter } from '../plan/shard.js';
+import { StateDatabaseError } from '../state/postgres.js';
 import { StateLockedError } from '../state/types.js';
 import { ProgressDisplay, progressMode } from './progress.js';
 import { RefError, resolveRef } from '../engine/refs.js';
@@ -354,6 +355,8 @@ export async function main(argv: string[]): Promise<number> {
       return fail(err, ExitCode.invalid, err.message);
     }
     if (err instanceof PreflightError) return fail(err, ExitCode.unreachable, err.message);
+    // The state database (state.url) out of reach before anything ran: like a registry, exit 3.
+    if (err instanceof StateDatabaseError) return fail(err, ExitCode.unreachable, err.message);
     return fail(err, ExitCode.partial, err instanceof Error ? (err.stack ?? err.message) : String(err));
   }
 }

@@ -164,5 +164,15 @@ describe('ferry CLI', () => {
       expect(res.code, res.stderr).toBe(3);
       expect(res.stderr).toMatch(/registry check failed:\n\s+dst: /);
     });
+
+    it('exits 3 when the state database (state.url) cannot be reached, naming it without its password', async () => {
+      const port = await getFreePort(); // nothing listens there
+      const file = writeConfig('state-gone.yaml', { ...baseConfig(), state: { url: `postgres://ferry:pgsecret@127.0.0.1:${port}/ferry` } });
+      const res = await runFerry(['sync', '--config', file], { env: own() });
+      expect(res.code, res.stderr).toBe(3);
+      expect(res.stderr).toContain(`state database postgres://ferry@127.0.0.1:${port}/ferry: cannot connect`);
+      expect(res.stderr).not.toContain('pgsecret');
+      expect(res.stderr).not.toMatch(/\n\s+at /); // no stack trace
+    });
   });
 });
