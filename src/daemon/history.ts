@@ -123,8 +123,9 @@ export class History {
   }
 
   /**
-   * Unfinished executions of other replicas, and interrupted ones nobody resumed yet, read whole from
-   * the database (shared history only): the leader checks whether their replica still lives.
+   * Unfinished executions of other replicas, and interrupted ones nobody resumed yet, as summaries
+   * (shared history only): the leader checks whether their replica still lives, then reads whole
+   * (whole()) only those it takes over.
    */
   async foreign(): Promise<Execution[]> {
     if (!this.shared) return [];
@@ -136,10 +137,14 @@ export class History {
       const here = this.executions.get(row.id);
       if (summary.replica === this.opts.replica || (here && (here.replica === this.opts.replica || here.resumedBy !== undefined))) continue;
       if (row.status === 'interrupted' && summary.resumedBy !== undefined) continue;
-      const full = ((await this.store.execution(row.id))?.detail as Execution | undefined) ?? summary;
-      found.push(full);
+      found.push(summary);
     }
     return found;
+  }
+
+  /** The whole record of an execution in the database (with its request and artifact-level log). */
+  async whole(e: Execution): Promise<Execution> {
+    return ((await this.store.execution(e.id))?.detail as Execution | undefined) ?? e;
   }
 
   /** Takes over an execution of a replica that died: marked interrupted (if unfinished) and kept here. */

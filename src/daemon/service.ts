@@ -303,7 +303,7 @@ export class Daemon implements DaemonView {
           const owner = e.replica ?? '(unknown)';
           if (await this.leadership.isAlive(owner)) continue;
           suspects.add(owner);
-          if (this.suspects.has(owner)) dead.push(e);
+          if (this.suspects.has(owner)) dead.push(await this.history.whole(e));
         }
         this.suspects = suspects;
         if (!dead.length || this.stopping || !this.leadership.leader) return;

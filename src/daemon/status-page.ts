@@ -262,7 +262,7 @@ export function renderStatusPage(view: StatusView, nonce: string): string {
 </head>
 <body>
 <h1>Ferry</h1>
-<div class="muted">running since ${escapeHtml(when(view.startedAt))} · bandwidth cap <span id="bandwidth">${escapeHtml(view.bandwidth.display)}</span> · all times UTC · <span id="updated">live view loading…</span></div>
+<div class="muted">running since ${escapeHtml(when(view.startedAt))}${view.sharedState ? ` · replica ${escapeHtml(view.replica)} (${view.leader ? 'the leader: runs the schedules' : 'not the leader: schedules run on another replica'})` : ''} · bandwidth cap <span id="bandwidth">${escapeHtml(view.bandwidth.display)}</span> · all times UTC · <span id="updated">live view loading…</span></div>
 <div id="message" role="status"></div>
 <h2>In flight</h2>
 <table id="live"><thead><tr><th>execution</th><th>rule</th><th>trigger</th><th>elapsed</th><th>artifacts done / planned</th><th>bytes done / planned</th><th>ETA</th><th>rate (last minute)</th><th>blobs in flight</th><th>follow-up</th><th></th></tr></thead>

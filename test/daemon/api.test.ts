@@ -166,6 +166,17 @@ describe('endpoints', () => {
     expect((await http(url, 'POST', '/api/executions/999/cancel')).status).toBe(404);
   });
 
+  it('alone on its state (SQLite), the daemon is the leader: it says so in /api/status and ferry_daemon_leader, and arms its schedules', async () => {
+    const { daemon, url } = await start({}, [{ name: 'r', trigger: { schedule: '0 * * * *' } }]);
+    expect((await http(url, 'GET', '/api/status')).json()).toMatchObject({ leader: true, sharedState: false, replica: daemon.leadership.replica });
+    expect((await daemon.metrics.render()).body).toMatch(/^ferry_daemon_leader 1$/m);
+    expect(daemon.scheduler.nextRun('r')).toBeDefined();
+    const executions = (await http(url, 'GET', '/api/executions')).json();
+    expect(executions).toEqual({ total: 0, executions: [] });
+    await daemon.stop(0);
+    expect((await daemon.metrics.render()).body).toMatch(/^ferry_daemon_leader 0$/m);
+  });
+
   it('changes the bandwidth cap at run time', async () => {
     const { url, fakes, daemon } = await start();
     expect((await http(url, 'GET', '/api/bandwidth')).json()).toEqual({ bandwidth: 0, display: 'unlimited' });

@@ -3,11 +3,13 @@
 // (SIGKILL of its process) or loses its connection; execution ids never collide; every replica's
 // API lists and shows the executions of all of them; the runs of a replica that died are resumed.
 import { type ChildProcess, spawn } from 'node:child_process';
+import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { FerryConfig } from '../../src/config/schema.js';
 import { Daemon } from '../../src/daemon/service.js';
+import { type Logger, createLogger } from '../../src/log.js';
 import { type TestPostgres, postgresAvailable, startPostgres } from '../helpers/postgres.js';
 import { FakeClock, eventually, fakeEngines, http, sharedDaemonConfig } from './fakes.js';
 
@@ -33,9 +35,9 @@ afterAll(async () => {
 
 const sharedConfig = sharedDaemonConfig;
 
-async function replica(config: FerryConfig, name: string, clock?: FakeClock) {
+async function replica(config: FerryConfig, name: string, clock?: FakeClock, logger?: Logger, retryMs = RETRY_MS) {
   const fakes = fakeEngines();
-  const daemon = new Daemon({ config, createEngine: fakes.factory, replica: name, leaderRetryMs: RETRY_MS, clock });
+  const daemon = new Daemon({ config, createEngine: fakes.factory, replica: name, leaderRetryMs: retryMs, clock, logger });
   daemons.push(daemon);
   await daemon.start();
   return { daemon, fakes };
@@ -63,6 +65,7 @@ describe.runIf(postgresAvailable())('daemon replicas on one PostgreSQL state', (
     expect((await http(b.daemon.url, 'GET', '/api/status')).json()).toMatchObject({ leader: false, replica: 'replica-b', sharedState: true });
     expect(await metric(a.daemon, 'ferry_daemon_leader')).toBe(1);
     expect(await metric(b.daemon, 'ferry_daemon_leader')).toBe(0);
+    expect((await http(b.daemon.url, 'GET', '/')).text).toContain('replica replica-b (not the leader: schedules run on another replica)');
     // Only the leader arms schedules.
     expect(a.daemon.scheduler.nextRun('nightly')?.toISOString()).toBe('2026-01-01T01:00:00.000Z');
     expect(b.daemon.scheduler.nextRun('nightly')).toBeUndefined();
@@ -86,15 +89,25 @@ describe.runIf(postgresAvailable())('daemon replicas on one PostgreSQL state', (
   it('a leader whose connection breaks steps down at once; exactly one replica leads afterwards', async () => {
     const url = await server!.createDatabase(`replicas${++dbs}`);
     const config = sharedConfig(url, [{ name: 'r' }]);
-    const a = await replica(config, 'replica-a');
+    // A's log, with the time of each line: it may lead again a moment later, so watch the change itself.
+    const lines: { msg: string; at: number }[] = [];
+    const stream = new PassThrough();
+    stream.on('data', (c: Buffer) => {
+      for (const l of c.toString().split('\n')) if (l) lines.push({ msg: (JSON.parse(l) as { msg: string }).msg, at: Date.now() });
+    });
+    // A checks its connection only every 5 s: stepping down sooner is the connection's error event.
+    const a = await replica(config, 'replica-a', undefined, createLogger('info', stream), 5000);
     const b = await replica(config, 'replica-b');
     expect(a.daemon.leader).toBe(true);
     const admin = new pg.Client({ connectionString: url });
     await admin.connect();
     try {
+      const cut = Date.now();
       await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'ferry daemon replica-a'`);
-      await eventually(() => !a.daemon.leader, RETRY_MS * 3, 'replica a to step down');
-      await eventually(() => a.daemon.leader !== b.daemon.leader, 5000, 'a new leader');
+      // On the connection's error, not at the next check.
+      const down = await eventually(() => lines.find((l) => l.msg.includes('no longer the leader')), 5000, 'replica a to step down');
+      expect(down.at - cut).toBeLessThan(1000);
+      await eventually(() => b.daemon.leader, 5000, 'replica b to lead');
       // Stable: never two leaders, never none, over a few retry intervals.
       for (let i = 0; i < 10; i++) {
         expect(Number(a.daemon.leader) + Number(b.daemon.leader)).toBe(1);
