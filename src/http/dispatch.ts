@@ -50,6 +50,8 @@ export interface DispatchOptions {
   /** Whole-request deadline for requests that are not blob bodies, body included (ms). */
   deadlineMs: number;
   counter: RequestCounter;
+  /** The name requests are counted under when not `registry` (a cloud API counts as the registry it manages). */
+  countAs?: string | undefined;
   observer?: RequestObserver | undefined;
 }
 
@@ -58,7 +60,7 @@ export function dispatchLayer(o: DispatchOptions): Send {
     const started = performance.now();
     const kind = req.kind ?? 'other';
     const attempt = req.attempt ?? 1;
-    o.counter.add(o.registry, `${kind} ${req.method}`);
+    o.counter.add(o.countAs ?? o.registry, `${kind} ${req.method}`);
     const deadline = req.blobBody ? undefined : AbortSignal.timeout(o.deadlineMs);
     const signal = deadline ? (req.signal ? AbortSignal.any([req.signal, deadline]) : deadline) : req.signal;
     const report = (status: number | undefined, error: string | undefined) =>

@@ -44,6 +44,8 @@ export interface TransportOptions {
   observer?: RequestObserver | undefined;
   /** Shared by the transports of a run, so one place knows every registry's request count. */
   counter?: RequestCounter | undefined;
+  /** Count requests under this registry name instead of `name` (a cloud API counts as the registry it manages). */
+  countAs?: string | undefined;
 }
 
 export class Transport {
@@ -68,6 +70,7 @@ export class Transport {
       idleTimeoutMs,
       deadlineMs: opts.deadlineMs ?? idleTimeoutMs,
       counter: this.counter,
+      countAs: opts.countAs,
       observer: opts.observer,
     });
     const layers = [

@@ -268,6 +268,8 @@ export class RulePlanner {
         ...(artifact.digest !== undefined ? { digest: artifact.digest } : {}),
         ...(artifact.kind ? { kind: artifact.kind } : {}),
         ...(artifact.size !== undefined ? { size: artifact.size } : {}),
+        ...(artifact.mediaType !== undefined ? { mediaType: artifact.mediaType } : {}),
+        ...(artifact.referrers !== undefined ? { referrers: artifact.referrers } : {}),
         ...(artifact.chartMuseum ? { chartMuseum: artifact.chartMuseum } : {}),
       });
     }

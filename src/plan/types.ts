@@ -20,6 +20,9 @@ export interface WorkItem {
   kind?: ArtifactKind;
   /** Bytes of the artifact as the listing gives them (Harbor's artifact size), for the progress totals. */
   size?: number;
+  /** From the listing (SourceArtifact): the manifest's media type, and how many referrers it has when the listing knows them all. */
+  mediaType?: string;
+  referrers?: number;
   chartMuseum?: SourceArtifact['chartMuseum'];
 }
 

@@ -24,6 +24,8 @@ export interface CloudHttpOptions {
   /** Base delay between retries in ms, doubled each time (default 500). */
   retryDelayMs?: number | undefined;
   counter?: RequestCounter | undefined;
+  /** The registry the API manages: its requests count there (the report's per-registry requests). */
+  countAs?: string | undefined;
   observer?: RequestObserver | undefined;
 }
 
@@ -57,6 +59,7 @@ export function cloudTransport(name: string, opts: CloudHttpOptions): Transport 
       deadlineMs: opts.timeoutMs ?? 30_000,
       idleTimeoutMs: opts.timeoutMs ?? 30_000,
       counter: opts.counter,
+      countAs: opts.countAs,
       observer: opts.observer,
     })
   );

@@ -12,9 +12,11 @@
 //   routing (a single-encoded "a%2Fb" is a 404);
 // - an artifact has `type` (IMAGE, CHART, CNAB, …), `digest`, `manifest_media_type`, `size`,
 //   `push_time`, `tags[]` {name, push_time} and `labels[]` {name} (with_label=true); an empty list
-//   may be missing, `null` or `[]` (all read the same). Ferry asks with_accessory=false and never
-//   reads `accessories`: Harbor >= 2.5 leaves accessories (cosign signatures, SBOMs, …) out of the
-//   artifact list itself, and Ferry copies them with their subject through the referrers API. Older
+//   may be missing, `null` or `[]` (all read the same). Harbor >= 2.5 leaves accessories (cosign
+//   signatures, SBOMs, …) out of the artifact list itself, and Ferry copies them with their subject
+//   through the referrers API; on Harbor >= 2.8 (every OCI subject referrer is an accessory too) it
+//   asks with_accessory=true and only counts `accessories`, so an artifact without any needs no
+//   referrer look-up on a rerun. Older
 //   Harbor lists cosign's tag-scheme artifacts (`sha256-<hex>.sig`) like any other; an artifact whose
 //   only tags are of that scheme is skipped;
 // - a Go zero time ("0001-01-01T00:00:00Z") means "never" (pull_time) and is treated as unknown;
@@ -102,6 +104,8 @@ interface ArtifactJson {
   push_time?: string | null;
   tags?: TagJson[] | null;
   labels?: LabelJson[] | null;
+  /** with_accessory=true: signatures, SBOMs and subject referrers of the artifact (left out when none). */
+  accessories?: unknown[] | null;
 }
 interface ChartInfoJson {
   name: string;
@@ -208,18 +212,23 @@ export class HarborApi {
     }
   }
 
-  private artifactsUrl(repository: string, withLabel: boolean): URL {
+  private artifactsUrl(repository: string, withLabel: boolean, withAccessory = false): URL {
     const { project, encoded } = harborRepositoryPath(repository);
     const url = this.url(`api/v2.0/projects/${encodeURIComponent(project)}/repositories/${encoded}/artifacts`);
     url.searchParams.set('with_tag', 'true');
     url.searchParams.set('with_label', String(withLabel));
-    url.searchParams.set('with_accessory', 'false');
+    url.searchParams.set('with_accessory', String(withAccessory));
     return url;
   }
 
-  /** The artifacts of one repository ("project/name"), page by page; tag-scheme accessories left out. */
+  /**
+   * The artifacts of one repository ("project/name"), page by page; tag-scheme accessories left out.
+   * On Harbor >= 2.8 each artifact says how many accessories (referrers) it has (`referrers`), so a
+   * rerun needs no referrer look-up for one that has none.
+   */
   async *listRepositoryArtifacts(repository: string, signal?: AbortSignal): AsyncIterable<SourceArtifact> {
-    for await (const a of this.pages<ArtifactJson>(this.artifactsUrl(repository, true), signal, repository)) {
+    const accessories = await this.listsEveryReferrer(signal);
+    for await (const a of this.pages<ArtifactJson>(this.artifactsUrl(repository, true, accessories), signal, repository)) {
       if (!a.digest) continue;
       const listed = (a.tags ?? []).filter((t) => t && typeof t.name === 'string');
       const tags = listed.filter((t) => !ACCESSORY_TAG.test(t.name));
@@ -241,6 +250,8 @@ export class HarborApi {
       const pushedAt = harborTime(a.push_time);
       if (pushedAt) artifact.pushedAt = pushedAt;
       if (typeof a.size === 'number' && a.size >= 0) artifact.size = a.size;
+      if (a.manifest_media_type) artifact.mediaType = a.manifest_media_type;
+      if (accessories) artifact.referrers = Array.isArray(a.accessories) ? a.accessories.length : 0;
       yield artifact;
     }
   }
@@ -278,23 +289,42 @@ export class HarborApi {
     }
   }
 
-  private harborCheck: Promise<boolean> | undefined;
+  private harborCheck: Promise<string | undefined> | undefined;
 
-  /** Whether a Harbor API answers at the base URL (GET api/v2.0/systeminfo, open to anonymous callers); asked once. */
-  isHarbor(signal?: AbortSignal): Promise<boolean> {
+  /** Harbor's version (GET api/v2.0/systeminfo, open to anonymous callers, asked once), undefined when no Harbor API answers. */
+  private harborVersion(signal?: AbortSignal): Promise<string | undefined> {
     this.harborCheck ??= (async () => {
       const res = await this.send('GET', this.url('api/v2.0/systeminfo'), { signal });
-      if (res.status !== 200) return false;
+      if (res.status !== 200) return undefined;
       try {
-        return typeof (JSON.parse(res.text) as { harbor_version?: unknown }).harbor_version === 'string';
+        const version = (JSON.parse(res.text) as { harbor_version?: unknown }).harbor_version;
+        return typeof version === 'string' ? version : undefined;
       } catch {
-        return false;
+        return undefined;
       }
     })().catch((err: unknown) => {
       this.harborCheck = undefined;
       throw err;
     });
     return this.harborCheck;
+  }
+
+  /** Whether a Harbor API answers at the base URL. */
+  async isHarbor(signal?: AbortSignal): Promise<boolean> {
+    return (await this.harborVersion(signal)) !== undefined;
+  }
+
+  /**
+   * Whether the artifact listing's accessories are every referrer: Harbor 2.8 made OCI subject
+   * referrers accessories (2.5 to 2.7 knew only cosign's tags). Unknown (older, unreadable, failed): no.
+   */
+  private async listsEveryReferrer(signal?: AbortSignal): Promise<boolean> {
+    const version = await this.harborVersion(signal).catch((err: unknown) => {
+      if (signal?.aborted) throw err;
+      return undefined;
+    });
+    const m = version ? /^v?(\d+)\.(\d+)/.exec(version) : null;
+    return m !== null && (Number(m[1]) > 2 || (Number(m[1]) === 2 && Number(m[2]) >= 8));
   }
 
   /** Everything: projects → repositories → artifacts, then (optionally) each project's ChartMuseum charts. */

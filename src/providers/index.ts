@@ -54,15 +54,15 @@ function withShare(limits: RequestLimits | undefined, share: LimitShare | undefi
   return limits && share ? { ...limits, share } : limits;
 }
 
-/** Options of a cloud API's own transport: the run's request counter and observer. */
-function apiHttp(opts: ProviderOptions) {
-  return { counter: opts.requests, observer: opts.onRequest };
+/** Options of a cloud API's own transport: the run's request counter (counted as registry `name`) and observer. */
+function apiHttp(opts: ProviderOptions, name: string) {
+  return { counter: opts.requests, countAs: name, observer: opts.onRequest };
 }
 
 export function createProvider(name: string, config: RegistryConfig, opts: ProviderOptions): Provider {
   switch (config.kind) {
     case 'tcr': {
-      const api = config.tcr ? TcrApi.fromConfig(config.tcr, apiHttp(opts)) : undefined;
+      const api = config.tcr ? TcrApi.fromConfig(config.tcr, apiHttp(opts, name)) : undefined;
       // An explicit instance credential wins; API keys then only manage namespaces.
       const credentials = config.username !== undefined || !api ? staticCredentials(config) : new TcrCredentialSource(api).source;
       return new TcrProvider(name, config, createClient(name, config, opts, credentials), api);
@@ -72,7 +72,7 @@ export function createProvider(name: string, config: RegistryConfig, opts: Provi
       const client = createClient(name, config, opts, async () => login);
       const namespaces =
         config.swr?.accessKey && config.swr.secretKey
-          ? SwrApi.fromConfig(config.swr, apiHttp(opts))
+          ? SwrApi.fromConfig(config.swr, apiHttp(opts, name))
           : login
             ? // The dockyard endpoint is on the registry host: the registry's transport (TLS settings, limits).
               new SwrDockyard({ registryUrl: config.url, ...login, transport: client.transport })

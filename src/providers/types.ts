@@ -23,6 +23,14 @@ export interface SourceArtifact {
   pushedAt?: Date;
   /** Bytes of the artifact (manifests and blobs) when the listing says (Harbor's artifact size): the progress totals. */
   size?: number;
+  /** The manifest's media type when the listing says (Harbor's manifest_media_type). */
+  mediaType?: string;
+  /**
+   * How many signatures, SBOMs and other referrers refer to it, when the listing knows them all
+   * (Harbor >= 2.8 lists every accessory, tag-scheme and OCI subject alike): 0 lets a rerun of an
+   * image manifest skip the referrer look-ups at both sides. Undefined: unknown, look them up.
+   */
+  referrers?: number;
   /** Set for charts that live in a ChartMuseum repository rather than the OCI registry. */
   chartMuseum?: ChartMuseumRef;
 }

@@ -22,7 +22,7 @@
 import type { Logger } from 'pino';
 import type { RegistryClient } from '../registry/client.js';
 import { NotFoundError } from '../registry/errors.js';
-import { type Descriptor, MediaTypes, type ParsedManifest, parseManifest, sha256Digest } from '../registry/media-types.js';
+import { type Descriptor, MediaTypes, type ParsedManifest, isIndexMediaType, parseManifest, sha256Digest } from '../registry/media-types.js';
 import type { ArtifactContext, ContentCopier, ManifestHooks } from './artifact-copier.js';
 import type { DestinationState } from '../state/types.js';
 import { filterIndex, parsePlatformPattern } from './platforms.js';
@@ -374,6 +374,9 @@ export function defaultManifestHooks(opts: DefaultHooksOptions): ManifestHooks {
     async afterPush(ctx, digest, content) {
       if (ctx.copyReferrers === false) return 0;
       let known = seen.get(ctx);
+      // The listing knows every referrer and says there are none: for an image manifest (no
+      // children whose own referrers would count), nothing to look up at either side.
+      if (ctx.item.referrers === 0 && (known ? known.children.length === 0 && !known.originalDigest : ctx.item.mediaType !== undefined && !isIndexMediaType(ctx.item.mediaType))) return 0;
       if (!known) {
         // Called without our rewrite (custom hooks): read the pushed manifest to find its children.
         const m = await ctx.destination.getManifest(ctx.item.destinationRepository, digest, true);

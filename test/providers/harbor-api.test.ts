@@ -97,7 +97,8 @@ describe('HarborApi against a Harbor API stand-in', () => {
     expect(artifactRequests.some((r) => r.path.includes('/projects/team/repositories/a%252Fc%252Fd/artifacts?'))).toBe(true);
     for (const r of artifactRequests) {
       const q = new URL(r.path, 'http://x').searchParams;
-      expect([q.get('with_tag'), q.get('with_label'), q.get('with_accessory')]).toEqual(['true', 'true', 'false']);
+      // Harbor >= 2.8 (the stub answers 2.11): accessories asked for, to count every referrer.
+      expect([q.get('with_tag'), q.get('with_label'), q.get('with_accessory')]).toEqual(['true', 'true', 'true']);
       expect(r.status).toBe(200);
     }
     // library/nginx has three listed artifacts: two pages of two
@@ -322,6 +323,43 @@ describe('Harbor answer shapes', () => {
     try {
       const listed = await collect(new HarborApi({ url: h.url }).listArtifacts());
       expect(listed.map(brief).sort()).toEqual([`p/app@${d('1')}:1.0`, `p/app@${d('2')}:2.0`, `p/app@${d('3')}:3.0`]);
+    } finally {
+      await h.close();
+    }
+  });
+});
+
+describe('Harbor referrers from the listing', () => {
+  const artifacts = [
+    { repository: 'p/app', digest: d('1'), tags: ['1.0'] },
+    { repository: 'p/app', digest: d('2'), tags: ['2.0'] },
+    { repository: 'p/app', digest: d('3'), accessoryOf: d('2') },
+    { repository: 'p/app', digest: d('4'), accessoryOf: d('2'), accessoryType: 'subject.accessory' },
+  ];
+
+  it('counts each artifact\'s accessories on Harbor >= 2.8 (every referrer is one), with the media type', async () => {
+    const h = await startHarborStub({ artifacts, version: '2.8' });
+    try {
+      const listed = await collect(new HarborApi({ url: h.url }).listArtifacts());
+      expect(listed.map((a) => [a.tags[0], a.referrers, a.mediaType])).toEqual(
+        expect.arrayContaining([
+          ['1.0', 0, 'application/vnd.oci.image.manifest.v1+json'],
+          ['2.0', 2, 'application/vnd.oci.image.manifest.v1+json'],
+        ]),
+      );
+      expect(listed).toHaveLength(2);
+      expect(h.requests.filter((r) => r.path.includes('/artifacts?')).every((r) => r.path.includes('with_accessory=true'))).toBe(true);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('leaves them unknown before 2.8 (OCI subject referrers were no accessories yet): the copier looks them up', async () => {
+    const h = await startHarborStub({ artifacts, version: '2.7' });
+    try {
+      const listed = await collect(new HarborApi({ url: h.url }).listArtifacts());
+      expect(listed.map((a) => a.referrers)).toEqual([undefined, undefined]);
+      expect(h.requests.filter((r) => r.path.includes('/artifacts?')).every((r) => r.path.includes('with_accessory=false'))).toBe(true);
     } finally {
       await h.close();
     }
