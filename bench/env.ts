@@ -20,7 +20,7 @@ export interface BenchSettings {
   killAt: number;
   /** How often the lower bound and Ferry's full sync are measured (the best of each is reported). */
   repeat: number;
-  /** Measurements to run (empty = all): lower-bound,full,rerun,chunked,skopeo,regsync,resume,bandwidth,memory,scale. */
+  /** Measurements to run (empty = all): lower-bound,full,rerun,chunked,skopeo,regsync,resume,bandwidth,memory,scale,workers. */
   only: Set<string>;
   /** Skip skopeo even when installed. */
   skipSkopeo: boolean;

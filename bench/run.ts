@@ -8,6 +8,7 @@
 //   5. memory: peak RSS while copying one 1 GiB layer
 //   6. bandwidth: transfer.bandwidth under a faster link, 5 s windows and the whole-run average
 //   7. resume: SIGKILL half-way, rerun; bytes of both runs / one clean run; destination identical
+//   9. workers: three `ferry sync` on one PostgreSQL state against one (bench/workers.ts)
 //
 // Each measurement runs in its own phase: one that fails (a Ferry bug, a crash) is reported as a
 // failed row with its cause and the others still run.
@@ -26,6 +27,7 @@ import { ensureRegsync, regsyncOnce, regsyncVersion } from './regsync.js';
 import { type ScaleRow, runScaleScenario } from './scale.js';
 import { skopeoSync, skopeoVersion } from './skopeo.js';
 import { type Sample, analyseRate } from './windows.js';
+import { runWorkersScenario } from './workers.js';
 
 // ---------------------------------------------------------------------------------------------
 // results
@@ -318,6 +320,10 @@ async function main(): Promise<void> {
     // 8. scale: catalogs of small images against the minimal client ---------------------------------
     if (haveFerry && wants(s, 'scale')) {
       await phase('scale', 'scale scenario', () => runScaleScenario(s, link, work, { rows, details, notes, log }));
+    }
+    // 9. workers: three processes sharing one run on PostgreSQL against one -----------------------
+    if (haveFerry && wants(s, 'workers')) {
+      await phase('workers', 'workers scenario', () => runWorkersScenario(ctx, { rows, details, notes, log }));
     }
   } finally {
     for (const k of keep) await k().catch(() => undefined);
