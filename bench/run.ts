@@ -332,7 +332,8 @@ async function main(): Promise<void> {
     rmSync(work, { recursive: true, force: true });
   }
 
-  writeResults(s, machine, s.scale === 1 ? '' : `scale${s.scale}`);
+  const onlyWorkers = s.only.size > 0 && [...s.only].every((x) => x === 'workers');
+  writeResults(s, machine, [onlyWorkers ? 'workers' : '', s.scale === 1 ? '' : `scale${s.scale}`].filter(Boolean).join('-'));
 }
 
 /** Prints the table and writes bench/results/<date>[-suffix].json. */

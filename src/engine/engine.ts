@@ -355,10 +355,11 @@ export class Engine {
     if (!coordination) return undefined;
     const membership = await coordination.join(runKey(this.config, rules), workerInfo(rules));
     this.logger.info({ run: membership.runId, worker: membership.workerId, workers: membership.workers }, 'joined the shared run');
-    this.limitShare.set(membership.workers);
-    membership.onWorkers((n) => {
-      this.logger.info({ run: membership.runId, workers: n }, 'live workers changed; limits and bandwidth shared again');
-      this.limitShare.set(n);
+    // Shared by the workers holding leases (a worker waiting for the others to finish takes no share).
+    this.limitShare.set(membership.sharing);
+    membership.onWorkers((n, sharing) => {
+      this.logger.info({ run: membership.runId, workers: n, sharing }, 'live workers changed; limits and bandwidth shared again');
+      this.limitShare.set(sharing);
     });
     this.blobs.setClaims(membership);
     return membership;

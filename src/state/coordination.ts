@@ -70,8 +70,14 @@ export interface RunMembership {
   readonly workerId: string;
   /** Live workers of this run (at the last heartbeat), this one included. */
   readonly workers: number;
-  /** Called after every heartbeat with the live worker count (shared limits follow it). */
-  onWorkers(listener: (workers: number) => void): void;
+  /**
+   * Workers the limits are shared by: this one and the live workers holding a lease (at the last
+   * heartbeat). A worker with nothing left to copy (waiting for the others to finish) takes no share,
+   * so the last workers of a run get the whole configured figure between them.
+   */
+  readonly sharing: number;
+  /** Called after a heartbeat when `workers` or `sharing` changed (shared limits follow `sharing`). */
+  onWorkers(listener: (workers: number, sharing: number) => void): void;
   /** Rejects once the database could not be reached for a whole lease timeout (the worker must stop). */
   readonly lost: Promise<never>;
 

@@ -131,11 +131,16 @@ export class PgCoordination implements Coordination {
   }
 }
 
+/** Heartbeats at most this far apart whatever the lease timeout: shares follow a joining worker within it. */
+const MAX_HEARTBEAT_MS = 2000;
+
 class PgMembership implements RunMembership {
   workers = 1;
+  sharing = 1;
+  private beats = 0;
   readonly lost: Promise<never>;
   private rejectLost!: (err: Error) => void;
-  private readonly listeners: Array<(workers: number) => void> = [];
+  private readonly listeners: Array<(workers: number, sharing: number) => void> = [];
   private timer: NodeJS.Timeout | undefined;
   private lastBeat = Date.now();
   private left = false;
@@ -162,6 +167,9 @@ class PgMembership implements RunMembership {
 
   start(): void {
     // A third of the timeout: two beats may be lost (a GC pause, a slow query) before others take over.
+    // At most MAX_HEARTBEAT_MS, because the beat also re-reads how many share the limits: with the
+    // default 30 s timeout, a worker starting late would otherwise run the others over the
+    // configured figure for 10 s.
     this.timer = setInterval(() => {
       this.heartbeat().catch((err: unknown) => {
         const silent = Date.now() - this.lastBeat;
@@ -171,25 +179,33 @@ class PgMembership implements RunMembership {
           this.rejectLost(new Error(`lost the state database for ${Math.round(silent / 1000)} s (state.leaseTimeout): ${(err as Error).message}`, { cause: err }));
         }
       });
-    }, Math.max(200, this.ttl / 3));
+    }, Math.max(200, Math.min(MAX_HEARTBEAT_MS, this.ttl / 3)));
     this.timer.unref();
   }
 
   async heartbeat(): Promise<void> {
-    const [row] = await this.query<{ live: string }>(
-      `WITH beat AS (UPDATE ferry_workers SET heartbeat_at = ${NOW_MS} WHERE id = $2 RETURNING id)
-       SELECT (SELECT count(*) FROM (${this.live()}) l WHERE l.id <> $2) + (SELECT count(*) FROM beat) AS live`,
+    // Sharing: the other live workers that hold a lease (copying or planning), and this one.
+    const [row] = await this.query<{ live: string; sharing: string }>(
+      `WITH beat AS (UPDATE ferry_workers SET heartbeat_at = ${NOW_MS} WHERE id = $2 RETURNING id),
+       live AS (${this.live()})
+       SELECT (SELECT count(*) FROM live WHERE live.id <> $2) + (SELECT count(*) FROM beat) AS live,
+         1 + (SELECT count(DISTINCT u.owner) FROM ferry_units u
+              WHERE u.run_id = $1 AND u.status = 'leased' AND u.owner <> $2 AND u.owner IN (SELECT id FROM live)) AS sharing`,
       [this.runId, this.workerId],
     );
     this.lastBeat = Date.now();
     const n = Math.max(1, Number(row?.live ?? 1));
-    if (n !== this.workers) {
+    // The first beat (at join) counts every live worker: one that is about to lease a unit must not
+    // find the others each at the whole figure; later beats lower it to the workers holding leases.
+    const sharing = this.beats++ === 0 ? n : Math.max(1, Math.min(n, Number(row?.sharing ?? 1)));
+    if (n !== this.workers || sharing !== this.sharing) {
       this.workers = n;
-      for (const l of this.listeners) l(n);
+      this.sharing = sharing;
+      for (const l of this.listeners) l(n, sharing);
     }
   }
 
-  onWorkers(listener: (workers: number) => void): void {
+  onWorkers(listener: (workers: number, sharing: number) => void): void {
     this.listeners.push(listener);
   }
 
