@@ -362,6 +362,7 @@ export class Engine {
       this.limitShare.set(sharing);
     });
     this.blobs.setClaims(membership);
+    membership.lost.catch((err: unknown) => this.logger.error({ run: membership.runId, err: (err as Error).message }, 'this worker lost the state database: the others take over its work after state.leaseTimeout'));
     return membership;
   }
 

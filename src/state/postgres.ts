@@ -128,13 +128,18 @@ export class PostgresState implements StateStore {
     try {
       await client.query('SELECT pg_advisory_lock($1)', [SCHEMA_LOCK]);
       try {
+        // A database already at this version gets no DDL: CREATE ... IF NOT EXISTS still locks the
+        // tables, and would deadlock with a process that is already working on them.
+        const current = await client.query<{ value: string }>(`SELECT value FROM ferry_meta WHERE key = 'schema'`).then(
+          (r) => (r.rows[0] ? Number(r.rows[0].value) : 0),
+          () => 0, // no ferry_meta yet: a new database
+        );
+        if (current > PG_SCHEMA_VERSION) {
+          throw new StateDatabaseError(`state database ${this.info.location} has schema ${current}, newer than this Ferry knows (${PG_SCHEMA_VERSION}): upgrade Ferry`);
+        }
+        if (current === PG_SCHEMA_VERSION) return;
         await client.query(SCHEMA);
         await client.query(COORDINATION_SCHEMA);
-        const row = await client.query<{ value: string }>(`SELECT value FROM ferry_meta WHERE key = 'schema'`);
-        const found = row.rows[0] ? Number(row.rows[0].value) : 0;
-        if (found > PG_SCHEMA_VERSION) {
-          throw new StateDatabaseError(`state database ${this.info.location} has schema ${found}, newer than this Ferry knows (${PG_SCHEMA_VERSION}): upgrade Ferry`);
-        }
         await client.query(`INSERT INTO ferry_meta (key, value) VALUES ('schema', $1) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`, [String(PG_SCHEMA_VERSION)]);
       } finally {
         await client.query('SELECT pg_advisory_unlock($1)', [SCHEMA_LOCK]);

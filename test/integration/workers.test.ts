@@ -131,16 +131,18 @@ describe.runIf(postgresAvailable())('workers on one PostgreSQL state', () => {
     const config = writeConfig('killed', { bandwidth: '600KiB/s' });
     const env = { FERRY_STATE_URL: url };
     const victim = start(['sync', '--config', config, '--output', 'json'], env);
-    const others = [0, 1].map(() => runFerry(['sync', '--config', config, '--output', 'json'], { env, timeoutMs: 150_000 }));
-    // Kill it once it holds a lease (a unit it owns in the database).
+    // It takes a lease first; the others join while it copies; then it is killed holding it.
     const client = new pg.Client({ connectionString: url });
     client.on('error', () => undefined);
     await client.connect();
-    for (let i = 0; i < 200; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      const held = await client.query(`SELECT 1 FROM ferry_units u JOIN ferry_workers w ON w.id = u.owner WHERE w.pid = $1 AND u.status = 'leased'`, [victim.child.pid]).catch(() => ({ rowCount: 0 }));
-      if (held.rowCount) break;
-    }
+    const holds = async () =>
+      ((await client.query(`SELECT 1 FROM ferry_units u JOIN ferry_workers w ON w.id = u.owner WHERE w.pid = $1 AND u.status = 'leased'`, [victim.child.pid]).catch(() => ({ rowCount: 0 }))).rowCount ?? 0) > 0;
+    for (let i = 0; i < 600 && !(await holds()); i++) await new Promise((r) => setTimeout(r, 100));
+    const others = [0, 1].map(() => runFerry(['sync', '--config', config, '--output', 'json'], { env, timeoutMs: 150_000 }));
+    // Kill it once the others are in the same run (so they take its lease over, not a new run).
+    const joined = async () => Number((await client.query<{ n: string }>(`SELECT count(*) AS n FROM ferry_workers WHERE left_at IS NULL`)).rows[0]!.n);
+    for (let i = 0; i < 600 && (await joined()) < 3; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(await holds(), 'the victim holds a lease when it is killed').toBe(true);
     victim.child.kill('SIGKILL');
     const killed = await victim.done;
     expect(killed.signal, `exit ${killed.code}: ${killed.stderr.slice(-2000)}`).toBe('SIGKILL');
