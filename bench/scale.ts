@@ -15,8 +15,10 @@
 // FERRY_BENCH_SCALE: small (20 x 10, for development) | 2k (100 x 20) | 20k (1000 x 20) |
 // full (default: 2k and 20k) | RxT[,RxT...] (explicit shapes).
 // FERRY_BENCH_CLIENT_CONCURRENCY: tags in flight of the minimal client (default 32).
-// FERRY_BENCH_SCALE_PLAN_ONLY=1: only `ferry plan` per size (its peak RSS: memory does not depend on
-// the machine's load, so this can be measured while other work runs).
+// FERRY_BENCH_SCALE_STEPS: which steps run per size, comma-separated, of plan, minimal, sync (default
+// all three). Without `minimal` the sync rows have no ratio: memory and request counts do not depend
+// on the machine's load, so `plan` or `plan,sync` can be measured while other work runs.
+// FERRY_BENCH_SCALE_PLAN_ONLY=1 is FERRY_BENCH_SCALE_STEPS=plan.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
@@ -208,7 +210,7 @@ export async function runScaleScenario(s: BenchSettings, link: LinkOptions, work
   const sizes: Record<string, unknown> = {};
   sink.details.scale = { clientConcurrency: concurrency, sizes };
   const planRss: Record<string, number> = {};
-  const planOnly = process.env.FERRY_BENCH_SCALE_PLAN_ONLY === '1';
+  const steps = new Set((process.env.FERRY_BENCH_SCALE_STEPS ?? (process.env.FERRY_BENCH_SCALE_PLAN_ONLY === '1' ? 'plan' : 'plan,minimal,sync')).split(',').map((x) => x.trim()));
   for (const shape of scaleShapes()) {
     const { repos, tags, label } = shape;
     const n = repos * tags;
@@ -222,7 +224,7 @@ export async function runScaleScenario(s: BenchSettings, link: LinkOptions, work
       // 1. minimal client: full copy, then no-op, into its own destination.
       let minFull: MinimalResult | undefined;
       let minNoop: MinimalResult | undefined;
-      const minDest = planOnly ? undefined : await startScaleDestination(link);
+      const minDest = steps.has('minimal') ? await startScaleDestination(link) : undefined;
       if (minDest) try {
         source.front.take();
         minFull = await runMinimal(work, { mode: 'full', source: endpoint(source.url), destination: endpoint(minDest.url), concurrency, repositories: catalog.repositories });
@@ -243,23 +245,26 @@ export async function runScaleScenario(s: BenchSettings, link: LinkOptions, work
         const config = writeScaleConfig(join(work, `scale-${label}`), source.url, dest.url, stateDir);
         const logFile = s.logDir ? join(resolve(s.logDir), `scale-${label}`) : undefined;
         source.front.take();
-        const plan = await runFerry('plan', config, logFile && `${logFile}-plan.log`);
+        const plan = steps.has('plan') ? await runFerry('plan', config, logFile && `${logFile}-plan.log`) : undefined;
         const planCounts = { source: source.front.take(), destination: dest.front.take() };
-        planRss[label] = plan.peakRss;
-        sink.log(`scale ${label}: ferry plan ${sec(plan.ms)} s, peak RSS ${mb(plan.peakRss)} MB`);
-        const smallest = Object.values(planRss)[0]!;
-        sink.rows.push({
-          id: `scale-${label}-plan-rss`,
-          measurement: `scale ${label} tags: \`ferry plan\` peak RSS`,
-          value: mb(plan.peakRss),
-          unit: 'MB',
-          baseline: Object.keys(planRss)[0] !== label ? { name: `plan of ${Object.keys(planRss)[0]} tags`, value: mb(smallest), unit: 'MB' } : undefined,
-          target: '< 150 MB, within 30 MB of 2k',
-          pass: plan.peakRss < 150 * MB && plan.peakRss - smallest <= 30 * MB,
-          note: `plan took ${sec(plan.ms)} s`,
-        });
-        if (planOnly || !minFull || !minNoop) {
-          d.ferry = { plan: { ms: plan.ms, peakRss: plan.peakRss, requests: planCounts } };
+        if (plan) {
+          planRss[label] = plan.peakRss;
+          sink.log(`scale ${label}: ferry plan ${sec(plan.ms)} s, peak RSS ${mb(plan.peakRss)} MB`);
+          const smallest = Object.values(planRss)[0]!;
+          sink.rows.push({
+            id: `scale-${label}-plan-rss`,
+            measurement: `scale ${label} tags: \`ferry plan\` peak RSS`,
+            value: mb(plan.peakRss),
+            unit: 'MB',
+            baseline: Object.keys(planRss)[0] !== label ? { name: `plan of ${Object.keys(planRss)[0]} tags`, value: mb(smallest), unit: 'MB' } : undefined,
+            target: '< 150 MB, within 30 MB of 2k',
+            pass: plan.peakRss < 150 * MB && plan.peakRss - smallest <= 30 * MB,
+            note: `plan took ${sec(plan.ms)} s`,
+          });
+        }
+        const planned = plan ? { plan: { ms: plan.ms, peakRss: plan.peakRss, requests: planCounts } } : {};
+        if (!steps.has('sync')) {
+          d.ferry = planned;
           continue;
         }
         const full = await runFerry('sync', config, logFile && `${logFile}-full.log`);
@@ -272,35 +277,35 @@ export async function runScaleScenario(s: BenchSettings, link: LinkOptions, work
         sink.log(`scale ${label}: destination checked (${problems.length} problems)`);
         if (problems.length) sink.notes.push(`scale ${label}: Ferry's destination differs: ${problems.length} problems, e.g. ${problems.slice(0, 3).join('; ')}`);
         d.ferry = {
-          plan: { ms: plan.ms, peakRss: plan.peakRss, requests: planCounts },
+          ...planned,
           full: { ms: full.ms, peakRss: full.peakRss, totals: full.report?.totals, requests: fullCounts, perTag: { source: perTag(fullCounts.source, n), destination: perTag(fullCounts.destination, n) } },
           noop: { ms: noop.ms, peakRss: noop.peakRss, totals: noop.report?.totals, requests: noopCounts, perTag: { source: perTag(noopCounts.source, n), destination: perTag(noopCounts.destination, n) } },
           identical: problems.length === 0,
         };
-        const mfull = d.minimal as { full: { requests: { source: Counts; destination: Counts } }; noop: { requests: { source: Counts; destination: Counts } } };
-        const reqNote = (c: { source: Counts; destination: Counts }, base: { source: Counts; destination: Counts }) =>
-          `${((total(c.source) + total(c.destination)) / n).toFixed(2)} requests/tag (minimal ${((total(base.source) + total(base.destination)) / n).toFixed(2)}); ${describeCounts(c.source, c.destination, n)}`;
+        const mfull = d.minimal as { full: { requests: { source: Counts; destination: Counts } }; noop: { requests: { source: Counts; destination: Counts } } } | undefined;
+        const reqNote = (c: { source: Counts; destination: Counts }, base: { source: Counts; destination: Counts } | undefined) =>
+          `${((total(c.source) + total(c.destination)) / n).toFixed(2)} requests/tag${base ? ` (minimal ${((total(base.source) + total(base.destination)) / n).toFixed(2)})` : ''}; ${describeCounts(c.source, c.destination, n)}`;
         sink.rows.push({
           id: `scale-${label}-full`,
           measurement: `scale ${label} tags (${repos} x ${tags}): Ferry full sync (${(n / (full.ms / 1000)).toFixed(1)} tags/s)`,
           value: sec(full.ms),
           unit: 's',
-          baseline: { name: `minimal client, ${(n / (minFull.ms / 1000)).toFixed(1)} tags/s`, value: sec(minFull.ms), unit: 's' },
-          ratio: full.ms / minFull.ms,
+          baseline: minFull && { name: `minimal client, ${(n / (minFull.ms / 1000)).toFixed(1)} tags/s`, value: sec(minFull.ms), unit: 's' },
+          ratio: minFull && full.ms / minFull.ms,
           target: '<= 1.5x (aim 1.2x)',
-          pass: full.ms / minFull.ms <= 1.5 && problems.length === 0,
-          note: `${problems.length ? 'DESTINATION DIFFERS; ' : ''}${reqNote(fullCounts, mfull.full.requests)}`,
+          pass: minFull ? full.ms / minFull.ms <= 1.5 && problems.length === 0 : undefined,
+          note: `${problems.length ? 'DESTINATION DIFFERS; ' : ''}${reqNote(fullCounts, mfull?.full.requests)}`,
         });
         sink.rows.push({
           id: `scale-${label}-noop`,
           measurement: `scale ${label} tags: Ferry no-op rerun (${(n / (noop.ms / 1000)).toFixed(1)} tags/s)`,
           value: sec(noop.ms),
           unit: 's',
-          baseline: { name: `minimal no-op, ${(n / (minNoop.ms / 1000)).toFixed(1)} tags/s`, value: sec(minNoop.ms), unit: 's' },
-          ratio: noop.ms / minNoop.ms,
+          baseline: minNoop && { name: `minimal no-op, ${(n / (minNoop.ms / 1000)).toFixed(1)} tags/s`, value: sec(minNoop.ms), unit: 's' },
+          ratio: minNoop && noop.ms / minNoop.ms,
           target: '<= 1.5x (aim 1.1x)',
-          pass: noop.ms / minNoop.ms <= 1.5,
-          note: reqNote(noopCounts, mfull.noop.requests),
+          pass: minNoop ? noop.ms / minNoop.ms <= 1.5 : undefined,
+          note: reqNote(noopCounts, mfull?.noop.requests),
         });
         sink.rows.push({
           id: `scale-${label}-rss`,
