@@ -425,7 +425,9 @@ export class Engine {
         // Sizes the listing gave (Harbor) count at once; the copier adds the others as it reads their manifests.
         const sized = repo.items.filter((i) => i.size !== undefined);
         stats.planBytes(sized.reduce((n, i) => n + i.size!, 0), sized.length);
-        if (inspector) await inspector.add(repo.items);
+        // The destination repository's tag list, once per repository as a sync learns it: a plan into
+        // an empty repository then makes no HEADs (the sync would make none either).
+        if (inspector) await inspector.add(repo.items, repo.destinationRepository ? this.destinationTags(rule, repo.destinationRepository, opts.signal) : undefined);
         else if (copies) {
           if (opts.signal?.aborted || opts.stop?.aborted) return 'stop';
           const known = this.destinationTags(rule, repo.destinationRepository!, opts.signal);

@@ -5,6 +5,7 @@ import PQueue from 'p-queue';
 import type { WorkItem } from '../plan/types.js';
 import type { RegistryClient } from '../registry/client.js';
 import { type Descriptor, parseManifest } from '../registry/media-types.js';
+import type { DestinationTags } from '../transfer/artifact-copier.js';
 import { type PlannedCopy, plannedCopy } from './report.js';
 
 export interface PlanInspection {
@@ -44,10 +45,15 @@ export class PlanInspector {
     this.queue = new PQueue({ concurrency });
   }
 
-  /** Queues the inspection of `items`; resolves once the queue has room again (back-pressure). */
-  async add(items: WorkItem[]): Promise<void> {
+  /**
+   * Queues the inspection of `items`; resolves once the queue has room again (back-pressure).
+   * `known`: what their destination repository holds (its tag list / inventory, learnt once per
+   * repository), so that a tag it does not list needs no HEAD and an empty repository no blob HEADs,
+   * as a sync does (artifact-copier.ts).
+   */
+  async add(items: WorkItem[], known?: Promise<DestinationTags | undefined>): Promise<void> {
     for (const item of items) {
-      void this.queue.add(async () => this.keep(await this.inspect(item)));
+      void this.queue.add(async () => this.keep(await this.inspect(item, known)));
       if (this.queue.size > this.queue.concurrency * 2) await this.queue.onSizeLessThan(this.queue.concurrency);
     }
   }
@@ -75,10 +81,23 @@ export class PlanInspector {
     this.bytes += size;
   }
 
-  private async inspect(item: WorkItem): Promise<PlannedCopy> {
+  /** The destination's manifest under `ref`: from the repository's listing when it answers, else a HEAD. */
+  private async destinationManifest(item: WorkItem, known: DestinationTags | undefined, ref: string): Promise<{ digest: string } | undefined> {
+    if (known) {
+      const listed = known.inventory?.get(ref);
+      if (listed) return { digest: listed };
+      const tags = await known.tags();
+      // An empty repository holds no manifest either; otherwise a tag it does not list is absent.
+      if (tags && (tags.size === 0 || !isDigestRef(ref)) && !tags.has(ref)) return undefined;
+    }
+    return this.destination.headManifest(item.destinationRepository, ref, true);
+  }
+
+  private async inspect(item: WorkItem, knownP: Promise<DestinationTags | undefined> | undefined): Promise<PlannedCopy> {
     const { source, destination, override } = this;
     const copy = plannedCopy(item);
     try {
+      const known = await knownP?.catch(() => undefined);
       if (item.chartMuseum) {
         // ChartMuseum charts are converted at copy time (no manifest at the source to compare): a
         // version already tagged at the destination counts as present (a real run compares digests).
@@ -87,16 +106,18 @@ export class PlanInspector {
       }
       const manifest = await source.getManifest(item.sourceRepository, item.sourceReference);
       const refs = item.tags.length ? item.tags : [manifest.digest];
-      const existing = await Promise.all(refs.map((ref) => destination.headManifest(item.destinationRepository, ref, true)));
+      const existing = await Promise.all(refs.map((ref) => this.destinationManifest(item, known, ref)));
       const differing = existing.filter((e) => e && e.digest !== manifest.digest).length;
       const absent = existing.filter((e) => !e).length;
       if (absent === 0 && differing === 0) return { ...copy, action: 'present', blobs: 0, bytes: 0 };
       if (absent === 0 && !override) return { ...copy, action: 'skip', blobs: 0, bytes: 0 };
       const blobs = await blobsOf(source, item.sourceRepository, manifest.bytes, manifest.mediaType);
+      // A repository that lists no tag holds none of them either (a sync uploads them without HEADs).
+      const empty = !!known && !known.inventory?.size && (await known.tags())?.size === 0;
       let count = 0;
       let bytes = 0;
       for (const b of blobs) {
-        if (await destination.headBlob(item.destinationRepository, b.digest)) continue;
+        if (!empty && (await destination.headBlob(item.destinationRepository, b.digest))) continue;
         count++;
         bytes += b.size;
         this.countMissing(b.digest, b.size);
@@ -127,4 +148,9 @@ async function blobsOf(client: RegistryClient, repository: string, bytes: Buffer
   );
   const seen = new Set<string>();
   return children.flat().filter((d) => (seen.has(d.digest) ? false : (seen.add(d.digest), true)));
+}
+
+/** Tags cannot contain ':'; digests always do. */
+function isDigestRef(ref: string): boolean {
+  return ref.includes(':');
 }
