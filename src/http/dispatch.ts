@@ -61,8 +61,8 @@ export function dispatchLayer(o: DispatchOptions): Send {
     const kind = req.kind ?? 'other';
     const attempt = req.attempt ?? 1;
     o.counter.add(o.countAs ?? o.registry, `${kind} ${req.method}`);
-    const deadline = req.blobBody ? undefined : AbortSignal.timeout(o.deadlineMs);
-    const signal = deadline ? (req.signal ? AbortSignal.any([req.signal, deadline]) : deadline) : req.signal;
+    const deadline = req.blobBody ? undefined : requestDeadline(o.deadlineMs, req.signal);
+    const signal = deadline?.signal ?? req.signal;
     const report = (status: number | undefined, error: string | undefined) =>
       o.observer?.({ registry: o.registry, method: req.method, url: redactUrl(req.url), kind, status, error, durationMs: Math.round(performance.now() - started), attempt });
     try {
@@ -77,11 +77,17 @@ export function dispatchLayer(o: DispatchOptions): Send {
         bodyTimeout: o.idleTimeoutMs,
       });
       report(res.statusCode, undefined);
+      // The deadline covers the body too: it ends when the caller has read or dropped it.
+      if (deadline) {
+        if (res.body.destroyed || res.body.readableEnded) deadline.clear();
+        else res.body.once('close', deadline.clear);
+      }
       return { statusCode: res.statusCode, headers: res.headers, body: res.body, url: req.url };
     } catch (err) {
+      deadline?.clear();
       report(undefined, (err as Error).message);
       if (req.signal?.aborted) throw err;
-      if (deadline?.aborted) {
+      if (deadline?.expired) {
         const e = new NetworkError(`no complete answer from ${req.url.origin} within ${Math.round(o.deadlineMs / 1000)} s`, {
           registry: o.registry,
           repository: req.repository,
@@ -100,6 +106,44 @@ export function dispatchLayer(o: DispatchOptions): Send {
       }
       throw err;
     }
+  };
+}
+
+interface RequestDeadline {
+  /** Aborted when the deadline passes or the caller's signal aborts. */
+  signal: AbortSignal;
+  /** Whether the deadline passed (not the caller's signal). */
+  readonly expired: boolean;
+  /** Stops the timer and lets go of the caller's signal (idempotent). */
+  clear(): void;
+}
+
+/**
+ * A request's deadline, cleared as soon as the request is over. Not AbortSignal.timeout() /
+ * AbortSignal.any(): their timer, signal and registrations live until the deadline passes (120 s by
+ * default) whether the request ended long before, so a run kept every request of the last two
+ * minutes in the old generation, and the heap grew with the request rate (issue 11 item 1).
+ */
+function requestDeadline(ms: number, parent: AbortSignal | undefined): RequestDeadline {
+  const controller = new AbortController();
+  let expired = false;
+  const timer = setTimeout(() => {
+    expired = true;
+    controller.abort(new Error(`deadline of ${ms} ms passed`));
+  }, ms);
+  timer.unref();
+  const onAbort = () => controller.abort(parent?.reason);
+  if (parent?.aborted) onAbort();
+  else parent?.addEventListener('abort', onAbort, { once: true });
+  return {
+    signal: controller.signal,
+    get expired() {
+      return expired;
+    },
+    clear() {
+      clearTimeout(timer);
+      parent?.removeEventListener('abort', onAbort);
+    },
   };
 }
 
