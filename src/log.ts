@@ -2,7 +2,8 @@
 // secret redacted wherever it appears. Two formats: JSON lines (log pipelines, the daemon, anything
 // that is not a terminal) and `pretty` (one readable line per record, via pino-pretty, for people).
 import { pino, type Logger } from 'pino';
-import { PinoPretty } from 'pino-pretty';
+import { createRequire } from 'node:module';
+import type { PinoPretty } from 'pino-pretty';
 
 export const REDACTED_PATHS = [
   'password',
@@ -67,7 +68,9 @@ export function createLogger(
     const colorize = opts.colorize ?? (fd !== undefined ? process.stderr.isTTY && fd === 2 : false);
     // Synchronous, so a line is on the terminal before the progress display redraws under it and
     // before the process exits.
-    const stream = PinoPretty({
+    // Loaded only for the pretty format (JSON lines need none of it).
+    const pretty = (createRequire(import.meta.url)('pino-pretty') as { PinoPretty: typeof PinoPretty }).PinoPretty;
+    const stream = pretty({
       colorize,
       sync: true,
       destination: fd ?? (destination as NodeJS.WritableStream),

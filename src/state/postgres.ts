@@ -5,7 +5,8 @@
 //
 // Several processes on one state.url cooperate through the tables of pg-coordination.ts (leased units
 // of work, blob claims, worker heartbeats): `coordination()` hands them to the engine.
-import pg from 'pg';
+import { createRequire } from 'node:module';
+import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { Coordination } from './coordination.js';
 import { COORDINATION_SCHEMA, PgCoordination } from './pg-coordination.js';
@@ -77,6 +78,14 @@ CREATE INDEX IF NOT EXISTS ferry_executions_rule ON ferry_executions (rule, id);
 /** Rows per page when iterating what a rule pushed (never the whole set in memory). */
 const PAGE = 1000;
 
+/**
+ * The pg driver, loaded by the first PostgreSQL state: a process on SQLite (every `ferry plan` and
+ * sync without state.url) never pays for it (a few MB of resident code).
+ */
+function loadPg(): typeof pg {
+  return createRequire(import.meta.url)('pg') as typeof pg;
+}
+
 /** The database refused or could not be reached: names the database (without credentials). */
 export class StateDatabaseError extends Error {
   override name = 'StateDatabaseError';
@@ -114,7 +123,7 @@ export class PostgresState implements StateStore {
     private readonly opts: PostgresStateOptions = {},
   ) {
     this.info = { kind: 'postgres', location: redactUrl(url), readOnly: !!opts.readOnly };
-    this.pool = new pg.Pool({ connectionString: url, max: opts.maxConnections ?? 8, connectionTimeoutMillis: 10_000 });
+    this.pool = new (loadPg().Pool)({ connectionString: url, max: opts.maxConnections ?? 8, connectionTimeoutMillis: 10_000 });
     // An idle client that loses its connection emits here; the next query reports the problem.
     this.pool.on('error', (err) => opts.logger?.warn({ state: this.info.location, err: err.message }, 'state database connection lost'));
     this.ready = this.migrate();

@@ -18,7 +18,8 @@ import { createHash } from 'node:crypto';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
-import tarStream from 'tar-stream';
+import { createRequire } from 'node:module';
+import type tarStream from 'tar-stream';
 import { ChartError, chartMetadata } from './chart-metadata.js';
 
 export const MAX_CHART_BYTES = 64 * 1024 * 1024;
@@ -58,7 +59,8 @@ export async function readChartArchive(
       done(null, chunk);
     },
   });
-  const extract = tarStream.extract();
+  // Loaded with the first ChartMuseum chart: most runs copy none.
+  const extract = (createRequire(import.meta.url)('tar-stream') as typeof tarStream).extract();
   const input = Buffer.isBuffer(source) ? Readable.from([source]) : source instanceof Readable ? source : Readable.from(source);
   const piping = pipeline(input, meter, createGunzip(), new TarBounds(opts.maxUnpackedBytes ?? MAX_UNPACKED_CHART_BYTES), extract);
   piping.catch(() => undefined); // reported through the entry loop or awaited below
