@@ -105,8 +105,13 @@ interface CachedToken {
   expiresAt: number;
 }
 
-/** Token cache size (scope sets): enough for a run's working set, bounded for a daemon running for days. */
-export const MAX_CACHED_TOKENS = 512;
+/**
+ * Token cache size (scope sets): a run works through repositories a few at a time (artifactConcurrency
+ * artifacts in flight, a mount's scope naming two repositories), so 128 is its working set many times
+ * over; bounded for a daemon running for days. Not more: a registry's JWT is ~2 KB, and 512 of them per
+ * registry made a large catalog's plan hold 2 MB of tokens for repositories it was done with.
+ */
+export const MAX_CACHED_TOKENS = 128;
 
 export interface AuthenticatorOptions {
   registry: string;
