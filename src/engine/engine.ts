@@ -517,7 +517,7 @@ export class Engine {
     const source = this.provider(rule.source);
     const filters = this.compiledFilters(rule);
     const includeChartMuseum = !rule.filters.kinds || rule.filters.kinds.includes('chart');
-    const signal = opts.signal && opts.stop ? AbortSignal.any([opts.signal, opts.stop]) : (opts.signal ?? opts.stop);
+    const signal = anySignal(opts.signal, opts.stop);
     return new CooperativeRule({
       rule,
       membership,

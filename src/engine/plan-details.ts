@@ -5,7 +5,7 @@ import PQueue from 'p-queue';
 import type { WorkItem } from '../plan/types.js';
 import type { RegistryClient } from '../registry/client.js';
 import { type Descriptor, parseManifest } from '../registry/media-types.js';
-import type { DestinationTags } from '../transfer/artifact-copier.js';
+import { type DestinationTags, destinationManifest } from '../transfer/artifact-copier.js';
 import { type PlannedCopy, plannedCopy } from './report.js';
 
 export interface PlanInspection {
@@ -92,17 +92,6 @@ export class PlanInspector {
     this.bytes += size;
   }
 
-  /** The destination's manifest under `ref`: from the repository's listing when it answers, else a HEAD. */
-  private async destinationManifest(item: WorkItem, known: DestinationTags | undefined, ref: string): Promise<{ digest: string } | undefined> {
-    if (known) {
-      const listed = known.inventory?.get(ref);
-      if (listed) return { digest: listed };
-      const tags = await known.tags();
-      // An empty repository holds no manifest either; otherwise a tag it does not list is absent.
-      if (tags && (tags.size === 0 || !isDigestRef(ref)) && !tags.has(ref)) return undefined;
-    }
-    return this.destination.headManifest(item.destinationRepository, ref, true);
-  }
 
   private async inspect(item: WorkItem, knownP: Promise<DestinationTags | undefined> | undefined): Promise<PlannedCopy> {
     const { source, destination, override } = this;
@@ -117,7 +106,7 @@ export class PlanInspector {
       }
       const manifest = await source.getManifest(item.sourceRepository, item.sourceReference);
       const refs = item.tags.length ? item.tags : [manifest.digest];
-      const existing = await Promise.all(refs.map((ref) => this.destinationManifest(item, known, ref)));
+      const existing = await Promise.all(refs.map((ref) => destinationManifest(destination, item.destinationRepository, known, ref)));
       const differing = existing.filter((e) => e && e.digest !== manifest.digest).length;
       const absent = existing.filter((e) => !e).length;
       if (absent === 0 && differing === 0) return { ...copy, action: 'present', blobs: 0, bytes: 0 };
@@ -159,9 +148,4 @@ async function blobsOf(client: RegistryClient, repository: string, bytes: Buffer
   );
   const seen = new Set<string>();
   return children.flat().filter((d) => (seen.has(d.digest) ? false : (seen.add(d.digest), true)));
-}
-
-/** Tags cannot contain ':'; digests always do. */
-function isDigestRef(ref: string): boolean {
-  return ref.includes(':');
 }

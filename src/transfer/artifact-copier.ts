@@ -159,7 +159,7 @@ export class ArtifactCopier implements ContentCopier {
       let present = 0;
       const refs = item.tags.length ? item.tags : [target.digest];
       for (const ref of refs) {
-        const existing = await this.destinationManifest(ctx, known, ref);
+        const existing = await destinationManifest(ctx.destination, ctx.item.destinationRepository, known, ref);
         if (existing?.digest === target.digest) present++;
         else if (existing && !ctx.override && ref !== target.digest) kept.push(ref);
         else toPush.push(ref);
@@ -215,17 +215,6 @@ export class ArtifactCopier implements ContentCopier {
     }
   }
 
-  /** The destination's manifest under `ref`: from the repository's listing when it answers, else a HEAD. */
-  private async destinationManifest(ctx: ArtifactContext, known: DestinationTags | undefined, ref: string): Promise<{ digest: string } | undefined> {
-    if (known) {
-      const listed = known.inventory?.get(ref);
-      if (listed) return { digest: listed };
-      const tags = await known.tags();
-      // An empty repository holds no manifest either; otherwise a tag it does not list is absent.
-      if (tags && (tags.size === 0 || !isDigestRef(ref)) && !tags.has(ref)) return undefined;
-    }
-    return ctx.destination.headManifest(ctx.item.destinationRepository, ref, true);
-  }
 
   private finish(ctx: ArtifactContext, result: ArtifactResult): ArtifactResult {
     ctx.pushTurn?.done();
@@ -407,6 +396,21 @@ function withOciHint(err: unknown, ctx: ArtifactContext, mediaType: string): unk
     detail: err.detail,
     cause: err,
   });
+}
+
+/**
+ * The destination's manifest under `ref` (copy and dry-run inspection alike): from the repository's
+ * listing when it answers, else a HEAD.
+ */
+export async function destinationManifest(destination: RegistryClient, repository: string, known: DestinationTags | undefined, ref: string): Promise<{ digest: string } | undefined> {
+  if (known) {
+    const listed = known.inventory?.get(ref);
+    if (listed) return { digest: listed };
+    const tags = await known.tags();
+    // An empty repository holds no manifest either; otherwise a tag it does not list is absent.
+    if (tags && (tags.size === 0 || !isDigestRef(ref)) && !tags.has(ref)) return undefined;
+  }
+  return destination.headManifest(repository, ref, true);
 }
 
 /** Tags cannot contain ':'; digests always do. */
