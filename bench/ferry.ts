@@ -1,7 +1,7 @@
 // Running Ferry for the benchmark: the real CLI (`node bin/ferry.js sync --config … --output json`) as
 // a child process, so its time includes start-up, planning and everything a user waits for, and its
 // peak RSS is its own.
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { USER } from './link.js';
@@ -19,6 +19,22 @@ export interface FerryRun extends RunResult {
 }
 
 export const FERRY_BIN = 'bin/ferry.js';
+
+/**
+ * The node flags of bin/ferry.js's shebang (`#!/usr/bin/env -S node <flags>`): the launcher runs with
+ * them wherever its shebang is used (npm's bin link, the container image), so the benchmark passes
+ * them to `process.execPath` too, rather than measuring a Ferry nobody runs.
+ */
+export function nodeFlags(): string[] {
+  const first = readFileSync(FERRY_BIN, 'utf8').split('\n', 1)[0] ?? '';
+  const m = /^#!\/usr\/bin\/env -S node\b(.*)$/.exec(first);
+  return m ? m[1]!.trim().split(/\s+/).filter(Boolean) : [];
+}
+
+/** argv for `process.execPath` running the CLI as its launcher does. */
+export function ferryArgs(args: string[]): string[] {
+  return [...nodeFlags(), FERRY_BIN, ...args];
+}
 
 export function ferryBuilt(): boolean {
   return existsSync('dist/cli/main.js');
@@ -55,7 +71,7 @@ export function writeConfig(job: FerryJob): string {
 
 export async function runFerrySync(job: FerryJob): Promise<FerryRun> {
   const config = writeConfig(job);
-  const res = await runChild(process.execPath, [FERRY_BIN, 'sync', '--config', config, '--output', 'json'], {
+  const res = await runChild(process.execPath, ferryArgs(['sync', '--config', config, '--output', 'json']), {
     logFile: job.logFile,
     killWhen: job.killWhen,
     killSignal: job.killSignal,

@@ -24,7 +24,7 @@ import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { startRegistry, startTokenIssuer, startWanProxy, type TestRegistry } from '../test/helpers/index.js';
 import type { BenchSettings } from './env.js';
-import { FERRY_BIN } from './ferry.js';
+import { ferryArgs } from './ferry.js';
 import { type CountingFront, type RequestKind, startCountingFront } from './front.js';
 import type { LinkOptions } from './link.js';
 import { USER } from './link.js';
@@ -142,7 +142,7 @@ function writeScaleConfig(dir: string, sourceUrl: string, destinationUrl: string
 }
 
 async function runFerry(command: 'sync' | 'plan', config: string, logFile: string | undefined): Promise<RunResult & { report: { status?: string; totals?: unknown } | undefined }> {
-  const res = await runChild(process.execPath, [FERRY_BIN, command, '--config', config, '--output', 'json'], {
+  const res = await runChild(process.execPath, ferryArgs([command, '--config', config, '--output', 'json']), {
     logFile,
     env: { ...process.env, FERRY_LOG_LEVEL: process.env.FERRY_LOG_LEVEL ?? 'warn' },
   });

@@ -17,7 +17,7 @@ import { stringify } from 'yaml';
 import { type TestPostgres, postgresAvailable, startPostgres } from '../test/helpers/postgres.js';
 import { type Dataset, compareDestination } from './dataset.js';
 import type { BenchSettings } from './env.js';
-import { FERRY_BIN, type FerryReport } from './ferry.js';
+import { type FerryReport, ferryArgs } from './ferry.js';
 import { type Destination, USER } from './link.js';
 import { type RunResult, runChild } from './proc.js';
 import type { ScaleRow, ScaleSink } from './scale.js';
@@ -82,7 +82,7 @@ async function runWorkers(ctx: WorkersContext, db: TestPostgres, workers: number
     const env = { ...process.env, FERRY_STATE_URL: url, FERRY_LOG_LEVEL: process.env.FERRY_LOG_LEVEL ?? 'info' };
     const started = performance.now();
     const runs: RunResult[] = await Promise.all(
-      Array.from({ length: workers }, (_, i) => runChild(process.execPath, [FERRY_BIN, 'sync', '--config', config, '--output', 'json'], { env, logFile: ctx.logFile(`${name}-${i}`) })),
+      Array.from({ length: workers }, (_, i) => runChild(process.execPath, ferryArgs(['sync', '--config', config, '--output', 'json']), { env, logFile: ctx.logFile(`${name}-${i}`) })),
     );
     const ms = performance.now() - started;
     let blobs: WorkersRun['blobs'];

@@ -8,6 +8,7 @@ import { rootCertificates } from 'node:tls';
 import { Agent, errors as undiciErrors, type Dispatcher } from 'undici';
 import { UnreachableError } from '../registry/errors.js';
 import { bodyForAttempt } from './body.js';
+import { deadline as requestDeadline } from './deadline.js';
 import type { RequestCounter, RequestObserver } from './observe.js';
 import { type HttpRequest, type HttpResponse, type Send, redactUrl } from './types.js';
 
@@ -106,44 +107,6 @@ export function dispatchLayer(o: DispatchOptions): Send {
       }
       throw err;
     }
-  };
-}
-
-interface RequestDeadline {
-  /** Aborted when the deadline passes or the caller's signal aborts. */
-  signal: AbortSignal;
-  /** Whether the deadline passed (not the caller's signal). */
-  readonly expired: boolean;
-  /** Stops the timer and lets go of the caller's signal (idempotent). */
-  clear(): void;
-}
-
-/**
- * A request's deadline, cleared as soon as the request is over. Not AbortSignal.timeout() /
- * AbortSignal.any(): their timer, signal and registrations live until the deadline passes (120 s by
- * default) whether the request ended long before, so a run kept every request of the last two
- * minutes in the old generation, and the heap grew with the request rate (issue 11 item 1).
- */
-function requestDeadline(ms: number, parent: AbortSignal | undefined): RequestDeadline {
-  const controller = new AbortController();
-  let expired = false;
-  const timer = setTimeout(() => {
-    expired = true;
-    controller.abort(new Error(`deadline of ${ms} ms passed`));
-  }, ms);
-  timer.unref();
-  const onAbort = () => controller.abort(parent?.reason);
-  if (parent?.aborted) onAbort();
-  else parent?.addEventListener('abort', onAbort, { once: true });
-  return {
-    signal: controller.signal,
-    get expired() {
-      return expired;
-    },
-    clear() {
-      clearTimeout(timer);
-      parent?.removeEventListener('abort', onAbort);
-    },
   };
 }
 

@@ -9,6 +9,7 @@ import PQueue from 'p-queue';
 import type { Logger } from 'pino';
 import type { BlobStream, RegistryClient } from '../registry/client.js';
 import { AuthError, DigestMismatchError, NotFoundError, RegistryError, UnreachableError } from '../registry/errors.js';
+import { deadline } from '../http/deadline.js';
 import { isNetworkError } from '../http/dispatch.js';
 import { backoffMs } from '../http/retry.js';
 import type { Descriptor } from '../registry/media-types.js';
@@ -131,7 +132,7 @@ export const SMALL_BLOB_BYTES = 256 * 1024;
 /** Small blobs in flight per `concurrency` slot (8 x 8 = 64 at the default). */
 export const SMALL_BLOBS_PER_SLOT = 8;
 /** Blobs whose destination repositories this run remembers (beyond: the journal answers). */
-export const LANDED_REMEMBERED = 50_000;
+export const LANDED_REMEMBERED = 10_000;
 /** Repositories remembered per blob (enough to mount from; the journal knows the rest). */
 const LANDED_REPOS_PER_BLOB = 16;
 
@@ -326,18 +327,19 @@ export class BlobCopier {
   private async attemptWithDeadline(job: BlobJob, key: string, wasJournaled: boolean): Promise<BlobOutcome> {
     const ms = this.deadlineMs(job);
     if (ms === undefined) return this.attempt(job, key, wasJournaled);
-    const deadline = AbortSignal.timeout(Math.ceil(ms));
-    const signal = job.signal ? AbortSignal.any([job.signal, deadline]) : deadline;
+    const limit = deadline(Math.ceil(ms), job.signal);
     try {
-      return await this.attempt({ ...job, signal, deadline }, key, wasJournaled);
+      return await this.attempt({ ...job, signal: limit.signal, deadline: limit.expiry }, key, wasJournaled);
     } catch (err) {
-      if (deadline.aborted && !job.signal?.aborted) {
+      if (limit.expired && !job.signal?.aborted) {
         throw new BlobTimeoutError(
           `${job.descriptor.digest} (${job.descriptor.size} bytes) did not finish within ${Math.round(ms / 1000)} s (requestTimeout + size / minBlobRate): ${(err as Error).message}`,
           { cause: err },
         );
       }
       throw err;
+    } finally {
+      limit.clear();
     }
   }
 
