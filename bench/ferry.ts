@@ -24,8 +24,12 @@ export const FERRY_BIN = 'bin/ferry.js';
  * The node flags of bin/ferry.js's shebang (`#!/usr/bin/env -S node <flags>`): the launcher runs with
  * them wherever its shebang is used (npm's bin link, the container image), so the benchmark passes
  * them to `process.execPath` too, rather than measuring a Ferry nobody runs.
+ * FERRY_BENCH_NODE_FLAGS replaces them (empty: none).
  */
 export function nodeFlags(): string[] {
+  // FERRY_BENCH_NODE_FLAGS replaces them (empty: none), to measure what the flags change.
+  const given = process.env.FERRY_BENCH_NODE_FLAGS;
+  if (given !== undefined) return given.split(/\s+/).filter(Boolean);
   const first = readFileSync(FERRY_BIN, 'utf8').split('\n', 1)[0] ?? '';
   const m = /^#!\/usr\/bin\/env -S node\b(.*)$/.exec(first);
   return m ? m[1]!.trim().split(/\s+/).filter(Boolean) : [];

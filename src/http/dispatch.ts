@@ -76,6 +76,11 @@ export function dispatchLayer(o: DispatchOptions): Send {
         signal: signal ?? null,
         headersTimeout: o.idleTimeoutMs,
         bodyTimeout: o.idleTimeoutMs,
+        // undici closes the connection after every HEAD (in case a server sends a body anyway) unless
+        // told otherwise: against distribution and Harbor (Go's net/http never writes a HEAD body)
+        // that made each manifest or blob HEAD a new TCP (and TLS) connection, a round trip or three
+        // per tag of a rerun over a WAN. Registries answer HEAD by the spec; keep the connection.
+        ...(req.method === 'HEAD' ? { reset: false } : {}),
       });
       report(res.statusCode, undefined);
       // The deadline covers the body too: it ends when the caller has read or dropped it.
