@@ -24,7 +24,6 @@ export const FERRY_BIN = 'bin/ferry.js';
  * The node flags of bin/ferry.js's shebang (`#!/usr/bin/env -S node <flags>`): the launcher runs with
  * them wherever its shebang is used (npm's bin link, the container image), so the benchmark passes
  * them to `process.execPath` too, rather than measuring a Ferry nobody runs.
- * FERRY_BENCH_NODE_FLAGS replaces them (empty: none).
  */
 export function nodeFlags(): string[] {
   // FERRY_BENCH_NODE_FLAGS replaces them (empty: none), to measure what the flags change.

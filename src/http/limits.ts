@@ -168,7 +168,6 @@ export function limitsLayer(limits: RequestLimits): Layer {
   const slots = maxConcurrency ? new PQueue({ concurrency: slotsFor(maxConcurrency) }) : undefined;
   if (slots && share) share.onChange(() => (slots.concurrency = slotsFor(maxConcurrency!)));
   const budget = bodyBytes && bodyBytes > 0 ? new ByteBudget(bodyBytes) : undefined;
-  const opts = (req: HttpRequest) => ({ throwOnTimeout: true as const, ...(req.signal ? { signal: req.signal } : {}) });
   const rated = async (send: () => Promise<HttpResponse>, req: HttpRequest) => {
     if (rate) await rate.acquire(req.signal);
     return send();
@@ -188,6 +187,15 @@ export function limitsLayer(limits: RequestLimits): Layer {
       }
     }
     if (!slots) return rated(() => next(req), req);
-    return slots.add(() => rated(() => next(req), req), opts(req));
+    // No `signal` option: p-queue 8 leaves an abort listener (and a promise) on the signal for every
+    // task it ever ran, and with the run's own signal that is one per request for the whole run. A
+    // request aborted while it waits fails when its turn comes, without sending.
+    return slots.add(
+      () => {
+        req.signal?.throwIfAborted();
+        return rated(() => next(req), req);
+      },
+      { throwOnTimeout: true },
+    );
   };
 }
